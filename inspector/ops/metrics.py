@@ -1,0 +1,89 @@
+"""Every Prometheus metric of the daemon, in one place, with the ``inspector_`` prefix and base units.
+
+One exporter: the supervisor owns the registry. Worker and acquisition processes do not export;
+they ship their statistics inside the messages they already send (stage timings in results,
+drops / queue depth / reconnects in acquisition events), so numbers add up across processes by
+construction, worker restarts lose nothing, and label sets can be removed (model versions).
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from inspector import __version__
+
+STAGES = ("acquire", "queue", "preprocess", "infer", "gradcam", "publish")
+
+# 0.5 ms … 10 s: from a quality gate on a small frame to a CNN on a slow CPU
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The daemon's metrics on a private registry (tests create as many as they like)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        self.build_info = Info("inspector_build", "Build information", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.frames_acquired = Counter(
+            "inspector_frames_acquired", "Frames delivered by the camera driver", ["camera"], registry=r)
+        self.frames_processed = Counter(
+            "inspector_frames_processed", "Frames that completed all inspections", registry=r)
+        self.frames_dropped = Counter(
+            "inspector_frames_dropped", "Frames dropped before inspection, by reason", ["reason"], registry=r)
+        self.frames_lost = Counter(
+            "inspector_frames_lost", "Frames lost in flight (worker died, shutdown timeout), by reason",
+            ["reason"], registry=r)
+        self.results = Counter(
+            "inspector_results", "Published inspection results", ["inspection", "verdict"], registry=r)
+        self.stage_seconds = Histogram(
+            "inspector_stage_duration_seconds", "Time spent per pipeline stage", ["stage"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.frame_latency = Histogram(
+            "inspector_frame_latency_seconds", "Acquisition to publication of a frame's results",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("inspector_queue_depth", "Frames waiting for a worker", registry=r)
+        self.queue_capacity = Gauge("inspector_queue_capacity", "Configured queue capacity", registry=r)
+        self.workers_up = Gauge("inspector_workers_up", "Worker processes alive and ready", registry=r)
+        self.workers_configured = Gauge("inspector_workers_configured", "Configured worker processes", registry=r)
+        self.worker_restarts = Counter(
+            "inspector_worker_restarts", "Worker processes restarted after exiting", registry=r)
+        self.camera_up = Gauge("inspector_camera_up", "1 while the camera is open and delivering", registry=r)
+        self.camera_reconnects = Counter(
+            "inspector_camera_reconnects", "Times the camera driver re-created its acquirer", registry=r)
+        self.last_frame_ts = Gauge(
+            "inspector_last_frame_timestamp_seconds", "UNIX time of the last acquired frame", registry=r)
+        self.bad_input = Counter(
+            "inspector_bad_input", "Rejected inputs (corrupt frames, malformed messages…), by kind",
+            ["kind"], registry=r)
+        self.model_info = Gauge(
+            "inspector_model_info", "Model served per inspection (value 1)",
+            ["inspection", "name", "version", "sha256"], registry=r)
+        self.audit_records = Counter("inspector_audit_records", "Records appended to the audit store",
+                                     ["kind"], registry=r)
+        self.control_commands = Counter("inspector_control_commands", "Control channel commands",
+                                        ["command", "outcome"], registry=r)
+        self.ready = Gauge("inspector_ready", "1 when camera, workers and models are ready", registry=r)
+        self.paused = Gauge("inspector_paused", "1 while acquisition is paused by the control channel",
+                            registry=r)
+        self._models: dict[str, tuple[str, str, str]] = {}
+        for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
+            self.stage_seconds.labels(stage=s)
+        for reason in ("queue_full", "shutdown", "bad_frame", "paused"):
+            self.frames_dropped.labels(reason=reason)
+
+    def set_model(self, inspection: str, name: str, version: str, sha256: str | None) -> None:
+        """Publish the model an inspection serves; a previous version's series is removed."""
+        labels = (name, version, sha256 or "")
+        old = self._models.get(inspection)
+        if old == labels:
+            return
+        if old is not None:
+            try:
+                self.model_info.remove(inspection, *old)
+            except KeyError:
+                pass
+        self.model_info.labels(inspection, *labels).set(1)
+        self._models[inspection] = labels
