@@ -1,0 +1,135 @@
+"""Particle populations of an SEM scene: sampling (sizes, shapes, positions) and drawing into maps.
+
+The scene is two float32 maps over the frame: a height map (pixels) and a material map
+(secondary-electron yield). Particles are drawn in painter's order, each resting on what lies under
+it, so later particles occlude earlier ones and touching particles form agglomerates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from inspector.synth.rng import smooth_noise
+from inspector.synth.sem_shapes import outline, polygon_stats, profile, rotate
+from inspector.synth.sem_spec import SemClassSpec
+
+__all__ = ["Particle", "sample_particles", "draw_particles", "MAX_PARTICLES"]
+
+MAX_PARTICLES = 700
+#: probability that a particle is placed touching an earlier one (agglomerates, contacts)
+P_TOUCH = 0.35
+
+
+@dataclass(frozen=True)
+class Particle:
+    family: int
+    shape: str
+    d_um: float
+    d_px: float
+    aspect: float
+    angle: float
+    cx: float
+    cy: float
+    outline: np.ndarray  # (N, 2) float32 in frame coordinates
+    area_px: float
+    elongation: float
+
+
+def sample_particles(
+    rng: np.random.Generator, spec: SemClassSpec, width: int, height: int, um_px: float
+) -> list[Particle]:
+    """Draw particles until their summed area reaches ``spec.coverage`` of the (padded) frame."""
+    fams = spec.families
+    weights = np.array([f.weight for f in fams], np.float64)
+    weights /= weights.sum()
+    med_px = min(f.d_median_um for f in fams) / um_px
+    pad = 0.5 * med_px
+    target = spec.coverage * (width + 2 * pad) * (height + 2 * pad)
+    out: list[Particle] = []
+    total = 0.0
+    while total < target and len(out) < MAX_PARTICLES:
+        fi = int(rng.choice(len(fams), p=weights))
+        f = fams[fi]
+        d_um = float(np.clip(f.d_median_um * np.exp(rng.normal(0, np.log(f.d_gsd))), spec.d_min_um, spec.d_max_um))
+        aspect = float(max(1.0, f.aspect_median * np.exp(rng.normal(0, np.log(f.aspect_gsd)))))
+        d_px = d_um / um_px
+        angle = float(rng.uniform(0, np.pi))
+        if out and rng.random() < P_TOUCH:
+            other = out[int(rng.integers(len(out)))]
+            phi = rng.uniform(0, 2 * np.pi)
+            dist = 0.5 * (other.d_px + d_px) * rng.uniform(0.55, 0.95)
+            cx = float(np.clip(other.cx + dist * np.cos(phi), -pad, width + pad))
+            cy = float(np.clip(other.cy + dist * np.sin(phi), -pad, height + pad))
+        else:
+            cx = float(rng.uniform(-pad, width + pad))
+            cy = float(rng.uniform(-pad, height + pad))
+        pts = rotate(outline(f.shape, rng, d_px, aspect), angle) + np.array([cx, cy], np.float32)
+        area, elong = polygon_stats(pts)
+        out.append(Particle(fi, f.shape, d_um, d_px, aspect, angle, cx, cy, pts, area, elong))
+        total += area
+    return out
+
+
+def draw_particles(
+    rng: np.random.Generator,
+    spec: SemClassSpec,
+    particles: list[Particle],
+    height_map: np.ndarray,
+    material: np.ndarray,
+    rough: np.ndarray,
+    covered: np.ndarray,
+) -> np.ndarray:
+    """Draw ``particles`` into the maps in place; returns the per-particle visible pixel counts.
+
+    ``rough`` is a unit-variance texture field used for surface roughness; ``covered`` (uint8) is
+    set to 1 wherever a particle is drawn.
+    """
+    h_img, w_img = height_map.shape
+    needs_pits = any(p.shape == "rugged_sphere" for p in particles)
+    lumps = smooth_noise(rng, h_img, w_img, 28.0) if needs_pits else None
+    pits = smooth_noise(rng, h_img, w_img, 4.0) if needs_pits else None
+    visible = np.zeros(len(particles), np.int64)
+    for i, p in enumerate(particles):
+        fam = spec.families[p.family]
+        x0 = int(np.floor(p.outline[:, 0].min())) - 2
+        y0 = int(np.floor(p.outline[:, 1].min())) - 2
+        x1 = int(np.ceil(p.outline[:, 0].max())) + 3
+        y1 = int(np.ceil(p.outline[:, 1].max())) + 3
+        vx0, vy0, vx1, vy1 = max(x0, 0), max(y0, 0), min(x1, w_img), min(y1, h_img)
+        if vx0 >= vx1 or vy0 >= vy1:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        local = np.round((p.outline - np.array([x0, y0], np.float32)) * 16).astype(np.int32)
+        cv2.fillPoly(mask, [local], 255, lineType=cv2.LINE_8, shift=4)
+        dist = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+        relief = profile(p.shape, dist, fam.height)
+        r_in = float(dist.max())
+        # visible window of the patch
+        sy, sx = slice(vy0 - y0, vy1 - y0), slice(vx0 - x0, vx1 - x0)
+        fy, fx = slice(vy0, vy1), slice(vx0, vx1)
+        m = mask[sy, sx] > 0
+        if not m.any():
+            continue
+        rel = relief[sy, sx]
+        d_loc = dist[sy, sx]
+        rel = rel + np.float32(fam.roughness * min(r_in, 25.0)) * rough[fy, fx] * np.minimum(d_loc, 3.0) / np.float32(3.0)
+        if p.shape == "fibre":
+            # striations along the fibre: contours of the distance map run parallel to its edges
+            period = np.float32(rng.uniform(4.0, 7.0))
+            rel = rel + np.float32(min(0.04 * r_in, 0.8)) * np.sin(d_loc * np.float32(2 * np.pi) / period)
+        elif p.shape == "rugged_sphere" and lumps is not None and pits is not None:
+            rel = rel + np.float32(0.10 * r_in) * lumps[fy, fx]
+            rel = rel - np.float32(0.06 * r_in) * np.clip(pits[fy, fx] - np.float32(0.9), 0, None) * np.float32(4.0)
+        elif p.shape == "starch" and rng.random() < 0.4:
+            # hilum dimple / pressure facet on some starch granules
+            rel = rel - np.float32(0.25 * r_in) * np.exp(-((d_loc - r_in) ** 2) / np.float32(2 * (0.25 * r_in) ** 2 + 1e-6))
+        hv = height_map[fy, fx]
+        base = np.float32(0.6 * float(hv[m].mean()))
+        hv[m] = base + rel[m]
+        material[fy, fx][m] = np.float32(spec.yield_ * (1.0 + rng.normal(0.0, 0.05)))
+        covered[fy, fx][m] = 1
+        visible[i] = int(m.sum())
+    return visible
