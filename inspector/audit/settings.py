@@ -1,0 +1,106 @@
+"""The ``audit:`` block of the configuration, and opening the configured store.
+
+```yaml
+audit:
+  db: null                 # default <state_dir>/audit.sqlite3
+  hmac_key_file: null      # optional: HMAC-SHA-256 chain (recomputing it needs the key)
+  gradcam_dir: null        # default publish.gradcam_dir or <state_dir>/gradcam
+  retention:
+    max_age_days: 3650     # null = keep forever
+    max_records: null
+    max_bytes: null
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inspector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from inspector.audit.store import AuditStore
+    from inspector.config import Config
+
+log = logging.getLogger(__name__)
+
+MIN_KEY_BYTES = 16
+
+
+class RetentionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_days: float | None = Field(None, ge=0)
+    max_records: int | None = Field(None, ge=0)
+    max_bytes: int | None = Field(None, ge=0)
+
+    def is_set(self) -> bool:
+        return any(v is not None for v in (self.max_age_days, self.max_records, self.max_bytes))
+
+
+class AuditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str | None = None
+    hmac_key_file: str | None = None
+    gradcam_dir: str | None = None
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+
+def audit_config(cfg: Config) -> AuditConfig:
+    """Validate ``cfg.audit``; raises ConfigError naming the bad key."""
+    try:
+        return AuditConfig(**cfg.audit)
+    except ValidationError as e:
+        errs = "; ".join(f"audit.{'.'.join(str(p) for p in err['loc'])}: "
+                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid configuration: {errs}") from None
+    except TypeError as e:
+        raise ConfigError(f"invalid configuration: audit: {e}") from None
+
+
+def db_path(cfg: Config, acfg: AuditConfig | None = None) -> Path:
+    acfg = acfg or audit_config(cfg)
+    return Path(os.path.expanduser(acfg.db)) if acfg.db else cfg.state_path() / "audit.sqlite3"
+
+
+def gradcam_dir(cfg: Config, acfg: AuditConfig | None = None) -> Path:
+    acfg = acfg or audit_config(cfg)
+    d = acfg.gradcam_dir or cfg.publish.gradcam_dir
+    return Path(os.path.expanduser(d)) if d else cfg.state_path() / "gradcam"
+
+
+def load_hmac_key(path: str | Path) -> bytes:
+    """Read an HMAC key file (its bytes, surrounding whitespace stripped; >= 16 bytes).
+
+    Generate one with ``python -c "import secrets; print(secrets.token_hex(32))" > audit.key``
+    and ``chmod 600 audit.key``. A key readable by group/others is accepted with a warning."""
+    p = Path(path).expanduser()
+    try:
+        data = p.read_bytes().strip()
+        mode = p.stat().st_mode
+    except OSError as e:
+        raise ConfigError(f"cannot read audit HMAC key file {p}: {e.strerror or e}") from None
+    if len(data) < MIN_KEY_BYTES:
+        raise ConfigError(f"audit HMAC key file {p} holds {len(data)} bytes; need at least {MIN_KEY_BYTES}")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("audit HMAC key file %s is readable by group/others; chmod 600 it", p)
+    return data
+
+
+def open_store(cfg: Config, *, create: bool = True, db: str | Path | None = None,
+               hmac_key_file: str | Path | None = None) -> AuditStore:
+    """Open the store the configuration names (``db``/``hmac_key_file`` override it)."""
+    from inspector.audit.store import AuditStore
+
+    acfg = audit_config(cfg)
+    path = Path(db).expanduser() if db else db_path(cfg, acfg)
+    keyfile = hmac_key_file or acfg.hmac_key_file
+    key = load_hmac_key(keyfile) if keyfile else None
+    return AuditStore(path, hmac_key=key, create=create)
