@@ -11,6 +11,7 @@ from typing import Any
 
 from inspector.errors import ConfigError, InspectorError
 
+_HALF_US = 5e-7
 _HEAD_RE = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
 
 
@@ -107,6 +108,9 @@ def _export(args: argparse.Namespace) -> int:
     if args.kind is not None and args.kind not in AUDIT_KINDS:
         raise ConfigError(f"--kind: unknown record kind {args.kind!r} (one of {', '.join(AUDIT_KINDS)})")
     since, until = parse_time(args.since, "--from"), parse_time(args.until, "--to")
+    # ISO times have microsecond resolution: a record whose ts_iso equals --from is included
+    since = None if since is None else since - _HALF_US
+    until = None if until is None else until - _HALF_US
     if since is not None and until is not None and until <= since:
         raise ConfigError("--to must be after --from")
     store, _ = _open(args)
