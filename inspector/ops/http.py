@@ -87,6 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "inspector"
     protocol_version = "HTTP/1.1"
+    # Malformed request lines are answered with a status line too (HTTP/0.9 would send a bare body).
+    default_request_version = "HTTP/1.0"
     timeout = _REQUEST_TIMEOUT_S
 
     def version_string(self) -> str:
