@@ -12,7 +12,31 @@ import numpy as np
 
 from inspector.synth.errors import SynthError
 
-__all__ = ["check_seed", "derive_seed", "make_rng", "smooth_noise", "fractal_noise"]
+_NORMAL_LUT: np.ndarray | None = None
+
+
+def _normal_lut() -> np.ndarray:
+    """Standard-normal quantiles at the centres of the 65536 bins of a uint16 (float32, cached)."""
+    global _NORMAL_LUT
+    if _NORMAL_LUT is None:
+        from statistics import NormalDist
+
+        inv = NormalDist().inv_cdf
+        _NORMAL_LUT = np.array([inv((i + 0.5) / 65536.0) for i in range(65536)], np.float32)
+    return _NORMAL_LUT
+
+
+def fast_normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Standard-normal float32 noise by inverse-CDF lookup of 16-bit uniforms.
+
+    About 3× faster than ``Generator.standard_normal`` on a full frame, quantised to 65536 levels
+    (irrelevant for sensor noise), and just as deterministic.
+    """
+    n = int(np.prod(shape))
+    u = np.frombuffer(rng.bytes(2 * n), dtype="<u2")
+    return np.take(_normal_lut(), u).reshape(shape)
+
+__all__ = ["check_seed", "derive_seed", "make_rng", "smooth_noise", "fractal_noise", "fast_normal"]
 
 
 def check_seed(seed: object) -> int:

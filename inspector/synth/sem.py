@@ -24,7 +24,7 @@ import numpy as np
 
 from inspector.synth.databar import DATA_BAR_ROWS, data_bar as _data_bar
 from inspector.synth.errors import SynthError
-from inspector.synth.rng import check_seed, make_rng, smooth_noise
+from inspector.synth.rng import check_seed, fast_normal, make_rng, smooth_noise
 from inspector.synth.sem_scene import draw_particles, sample_particles
 from inspector.synth.sem_spec import SEM_CLASSES, SEM_SPECS, class_slug, lot_spec, resolve_sem_class, um_per_px
 
@@ -72,21 +72,31 @@ def _shade(height_map: np.ndarray, material: np.ndarray, rng: np.random.Generato
     h, w = height_map.shape
     gx = cv2.Sobel(height_map, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(height_map, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    inv_sec = cv2.sqrt(np.float32(1.0) + gx * gx + gy * gy)
-    inv_sec = np.float32(1.0) / inv_sec  # cos θ
-    tilt = np.float32(1.0) - inv_sec  # 0 on flats, → 1 on walls
     det = rng.uniform(0, 2 * np.pi)
-    directional = (gx * np.float32(np.cos(det)) + gy * np.float32(np.sin(det))) * inv_sec
-    convex = height_map - cv2.GaussianBlur(height_map, (0, 0), 2.5)
+    directional = cv2.addWeighted(gx, float(np.cos(det)), gy, float(np.sin(det)), 0.0)
+    np.clip(directional, -1.0, 1.0, out=directional)
+    # sin²θ of the surface tilt: 0 on flats, → 1 on walls (the SE edge effect)
+    s2 = cv2.magnitude(gx, gy)
+    np.multiply(s2, s2, out=s2)
+    tilt = s2 / (s2 + np.float32(1.0))
+    # convex ridges and thin edges: height above its 5×5 mean
+    convex = height_map - cv2.boxFilter(height_map, -1, (5, 5))
     np.clip(convex, 0.0, 3.0, out=convex)
-    # local "openness": how far a point lies below its neighbourhood (coarse, cheap)
+    # how far a point lies below its neighbourhood (tape beside particles, crevices): darker
     small = cv2.resize(height_map, (max(w // 8, 1), max(h // 8, 1)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), 3.0)
-    around = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    depth = np.clip((around - height_map) * np.float32(1.0 / 40.0), 0.0, 0.6)
-    y = material * (np.float32(0.66) + np.float32(0.75) * tilt + np.float32(0.7) * tilt * tilt + np.float32(0.3) * directional)
+    depth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    depth -= height_map
+    depth *= np.float32(-1.0 / 40.0)
+    np.clip(depth, -0.6, 0.0, out=depth)
+    depth += np.float32(1.0)  # 1 − clipped depth
+    y = tilt
+    y *= np.float32(1.1)
+    y += np.float32(0.66)
+    y += np.float32(0.3) * directional
+    y *= material
     y += np.float32(0.08) * convex
-    y *= np.float32(1.0) - depth
+    y *= depth
     return y
 
 
@@ -129,10 +139,12 @@ def render_sem(
     grey = y * np.float32(gain) + np.float32(offset)
     np.maximum(grey, 0.0, out=grey)
     electrons = float(rng.uniform(250.0, 600.0))  # detected electrons per pixel at full scale
-    noise = rng.standard_normal((height, width), dtype=np.float32)
-    grey += cv2.sqrt(grey * np.float32(255.0 / electrons)) * noise
+    noise = fast_normal(rng, (height, width))
+    noise *= cv2.sqrt(grey * np.float32(255.0 / electrons))
+    grey += noise
     grey += rng.normal(0.0, 0.8, (height, 1)).astype(np.float32)  # scan-line jitter
-    img = np.clip(grey + np.float32(0.5), 0, 255).astype(np.uint8)
+    np.maximum(grey, 0.0, out=grey)
+    img = cv2.convertScaleAbs(grey)  # rounds and saturates to 0..255
 
     date = f"{int(rng.integers(2019, 2024))}/{int(rng.integers(1, 13)):02d}/{int(rng.integers(1, 29)):02d}"
     if data_bar:

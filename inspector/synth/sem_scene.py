@@ -46,7 +46,7 @@ def sample_particles(
     weights = np.array([f.weight for f in fams], np.float64)
     weights /= weights.sum()
     med_px = min(f.d_median_um for f in fams) / um_px
-    pad = 0.5 * med_px
+    pad = min(0.3 * med_px, 40.0)
     target = spec.coverage * (width + 2 * pad) * (height + 2 * pad)
     out: list[Particle] = []
     total = 0.0
