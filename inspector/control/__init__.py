@@ -1,0 +1,1 @@
+"""Control channel (issue 7): validated, acknowledged and audited commands to the running daemon."""
