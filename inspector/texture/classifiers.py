@@ -1,0 +1,84 @@
+"""The paper's classifiers as scikit-learn Pipelines (scaling is fit inside the pipeline, per fold).
+
+=====  ============================================================  =========================================
+name   estimator                                                     paper (seed-001, 2.2.4)
+=====  ============================================================  =========================================
+svm    ``SVC(kernel="linear", C=1)``                                 MATLAB SVM, linear kernel, SMO
+knn    ``KNeighborsClassifier(n_neighbors=2, metric="cosine")``      KNN, k = 2, cosine distance
+nb     ``GaussianNB()``                                              naive Bayes (Gaussian class-conditionals)
+ann    ``MLPClassifier((16,), solver="lbfgs", alpha=1e-2)``          "ANN" reported in Tables 3-8
+=====  ============================================================  =========================================
+
+Every pipeline is ``StandardScaler → estimator``. With k = 2 neighbours a tie (one vote each) goes
+to the smaller class label, as in MATLAB's ``fitcknn`` ('smallest' tie-break); in our binary
+encoding that is the negative class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+CLASSIFIERS: tuple[str, ...] = ("svm", "knn", "nb", "ann")
+CLASSIFIER_LABELS: dict[str, str] = {"svm": "SVM", "knn": "KNN", "nb": "NB", "ann": "ANN"}
+
+#: every type a saved texture model may contain (the skops trust list; see inspector.texture.model)
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.svm._classes.SVC",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.neighbors._classification.KNeighborsClassifier",
+    "sklearn.naive_bayes.GaussianNB",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.utils._bunch.Bunch",
+)
+
+
+def make_classifier(name: str, *, seed: int = 0, probability: bool = False, calibration_folds: int = 5) -> Any:
+    """A fresh, unfitted estimator.
+
+    ``probability=True`` wraps the SVM in a sigmoid (Platt) ``CalibratedClassifierCV`` so that it has
+    ``predict_proba`` (the other three have it natively); ``calibration_folds`` must not exceed the
+    smallest class of the training set."""
+    if name == "svm":
+        svm = SVC(kernel="linear", C=1.0, random_state=seed, max_iter=1_000_000)
+        if probability:
+            return CalibratedClassifierCV(svm, method="sigmoid", ensemble=False, cv=calibration_folds)
+        return svm
+    if name == "knn":
+        return KNeighborsClassifier(n_neighbors=2, metric="cosine", algorithm="brute")
+    if name == "nb":
+        return GaussianNB()
+    if name == "ann":
+        return MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", alpha=1e-2, max_iter=2000, random_state=seed)
+    raise ValueError(f"unknown classifier {name!r} (known: {', '.join(CLASSIFIERS)})")
+
+
+def make_pipeline(name: str, *, seed: int = 0, probability: bool = False, calibration_folds: int = 5) -> Pipeline:
+    """``StandardScaler → classifier``: the scaler only ever sees the data the pipeline is fit on."""
+    clf = make_classifier(name, seed=seed, probability=probability, calibration_folds=calibration_folds)
+    return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+
+def parse_classifiers(spec: str | None) -> tuple[str, ...]:
+    """``"svm,knn"`` → ("svm", "knn"); None or "all" → every classifier. Raises ValueError on unknown names."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return CLASSIFIERS
+    names = tuple(dict.fromkeys(s.strip().lower() for s in spec.split(",") if s.strip()))
+    bad = [n for n in names if n not in CLASSIFIERS]
+    if bad or not names:
+        raise ValueError(f"unknown classifier(s) {', '.join(bad) or spec!r} (known: {', '.join(CLASSIFIERS)})")
+    return names
