@@ -32,6 +32,8 @@ __all__ = ["SEM_CLASSES", "class_slug", "render_sem", "sem_class_info"]
 
 #: mean SE yield of the bare carbon tape
 TAPE_YIELD = 0.30
+#: extra yield in the boundary band of a particle, relative to its material yield
+EDGE_GAIN = 0.45
 MIN_SIZE = 64
 MAX_SIZE = 8192
 
@@ -87,12 +89,12 @@ def _shade(height_map: np.ndarray, material: np.ndarray, rng: np.random.Generato
     small = cv2.GaussianBlur(small, (0, 0), 3.0)
     depth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     depth -= height_map
-    depth *= np.float32(-1.0 / 40.0)
-    np.clip(depth, -0.6, 0.0, out=depth)
+    depth *= np.float32(-1.0 / 70.0)
+    np.clip(depth, -0.35, 0.0, out=depth)
     depth += np.float32(1.0)  # 1 − clipped depth
     y = tilt
-    y *= np.float32(1.1)
-    y += np.float32(0.66)
+    y *= np.float32(1.5)
+    y += np.float32(0.62)
     y += np.float32(0.3) * directional
     y *= material
     y += np.float32(0.08) * convex
@@ -113,7 +115,8 @@ def render_sem(
 
     Returns ``(image, params)``: a ``uint8`` array of shape ``(height, width)`` — or
     ``(height + 64, width)`` with ``data_bar=True`` — and the generating parameters, including the
-    particle list statistics (``areas_px``, ``elongations``, ``diameters_um``, ``shapes``),
+    particle list statistics (``areas_px``, ``elongations``, ``diameters_um``, ``shapes``,
+    ``centers_px``; in drawing order, later particles on top),
     ``magnification`` and ``um_per_px``.
     """
     idx = resolve_sem_class(cls)
@@ -129,8 +132,11 @@ def render_sem(
     height_map, material, texture = _background(rng, height, width)
     particles = sample_particles(rng, spec, width, height, upx)
     covered = np.zeros((height, width), np.uint8)
-    visible = draw_particles(rng, spec, particles, height_map, material, texture, covered)
+    edge = np.zeros((height, width), np.float32)
+    visible = draw_particles(rng, spec, particles, height_map, material, texture, covered, edge)
     y = _shade(height_map, material, rng)
+    edge *= material
+    y += np.float32(EDGE_GAIN) * edge
 
     defocus = float(rng.uniform(0.6, 1.7))
     y = cv2.GaussianBlur(y, (0, 0), defocus)
@@ -175,6 +181,7 @@ def render_sem(
         "elongations": elong,
         "diameters_um": [round(p.d_um, 2) for p, s in zip(particles, shown) if s],
         "shapes": [p.shape for p, s in zip(particles, shown) if s],
+        "centers_px": [[round(p.cx, 1), round(p.cy, 1)] for p, s in zip(particles, shown) if s],
         "coverage": round(float(np.count_nonzero(covered) / covered.size), 4),
         "defocus_sigma_px": round(defocus, 4),
         "electrons_per_px": round(electrons, 2),

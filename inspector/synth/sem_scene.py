@@ -20,7 +20,9 @@ __all__ = ["Particle", "sample_particles", "draw_particles", "MAX_PARTICLES"]
 
 MAX_PARTICLES = 700
 #: probability that a particle is placed touching an earlier one (agglomerates, contacts)
-P_TOUCH = 0.35
+P_TOUCH = 0.25
+#: width (px) of the bright SE edge band inside a particle's outline
+EDGE_BAND_PX = 2.5
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,13 @@ def draw_particles(
     material: np.ndarray,
     rough: np.ndarray,
     covered: np.ndarray,
+    edge: np.ndarray,
 ) -> np.ndarray:
     """Draw ``particles`` into the maps in place; returns the per-particle visible pixel counts.
 
     ``rough`` is a unit-variance texture field used for surface roughness; ``covered`` (uint8) is
-    set to 1 wherever a particle is drawn.
+    set to 1 wherever a particle is drawn; ``edge`` (float32) receives each visible particle's
+    boundary band ``exp(−d / EDGE_BAND_PX)`` — where secondary electrons escape through the side wall.
     """
     h_img, w_img = height_map.shape
     needs_pits = any(p.shape == "rugged_sphere" for p in particles)
@@ -131,5 +135,6 @@ def draw_particles(
         hv[m] = base + rel[m]
         material[fy, fx][m] = np.float32(spec.yield_ * (1.0 + rng.normal(0.0, 0.05)))
         covered[fy, fx][m] = 1
+        edge[fy, fx][m] = np.exp(d_loc[m] * np.float32(-1.0 / EDGE_BAND_PX))
         visible[i] = int(m.sum())
     return visible

@@ -95,16 +95,16 @@ SEM_SPECS: tuple[SemClassSpec, ...] = (
         F("starch", 1.00, 13, 1.22, 1.12, 1.08, 0.04, 0.85),
     ), 0.50, 0.85, 5, 28),
     SemClassSpec("Mannit Q", 250, (
-        F("sphere", 0.55, 14, 1.35, 1.05, 1.04, 0.03, 1.0),
-        F("sphere", 0.30, 38, 1.30, 1.06, 1.04, 0.04, 1.0),
-        F("sphere", 0.15, 85, 1.25, 1.07, 1.04, 0.05, 1.0),
+        F("sphere", 0.55, 14, 1.35, 1.05, 1.04, 0.015, 1.0),
+        F("sphere", 0.30, 38, 1.30, 1.06, 1.04, 0.02, 1.0),
+        F("sphere", 0.15, 85, 1.25, 1.07, 1.04, 0.025, 1.0),
     ), 0.45, 0.82, 5, 180),
     SemClassSpec("PEARLITOL 200SD", 150, (
         F("rugged_sphere", 1.00, 180, 1.30, 1.12, 1.08, 0.16, 0.95),
     ), 0.52, 0.80, 60, 420),
     # lactose is standardised at 150× within the brand: the three grades differ in size
     SemClassSpec("Pharmatose 100M", 150, (
-        F("lactose", 1.00, 140, 1.35, 1.45, 1.20, 0.05, 0.75),
+        F("lactose", 1.00, 150, 1.32, 1.45, 1.20, 0.05, 0.75),
     ), 0.40, 0.84, 40, 380),
     SemClassSpec("Pharmatose 125M", 150, (
         F("lactose", 1.00, 110, 1.38, 1.45, 1.20, 0.05, 0.75),
