@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
@@ -71,6 +73,18 @@ def make_pipeline(name: str, *, seed: int = 0, probability: bool = False, calibr
     """``StandardScaler → classifier``: the scaler only ever sees the data the pipeline is fit on."""
     clf = make_classifier(name, seed=seed, probability=probability, calibration_folds=calibration_folds)
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+
+def balanced_fit_params(name: str, y: np.ndarray) -> dict[str, np.ndarray]:
+    """``Pipeline.fit`` keyword arguments that weight both classes equally (``n / (2 n_c)`` per sample).
+
+    KNN takes no sample weights: it gets none (its k = 2 vote is unweighted)."""
+    if name == "knn":
+        return {}
+    y = np.asarray(y)
+    classes, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = len(y) / (len(classes) * counts[inv])
+    return {"clf__sample_weight": w}
 
 
 def parse_classifiers(spec: str | None) -> tuple[str, ...]:

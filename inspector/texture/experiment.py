@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from inspector.texture.classifiers import CLASSIFIERS, make_pipeline
+from inspector.texture.classifiers import CLASSIFIERS, balanced_fit_params, make_pipeline
 from inspector.texture.dataset import DatasetError, FeatureTable
 from inspector.texture.selection import FEATURE_SETS, select_indices
 
@@ -172,10 +172,13 @@ def evaluate_folds(
     feature_sets: tuple[str, ...] | list[str],
     classifiers: tuple[str, ...] | list[str],
     seed: int = 0,
+    balanced: bool = False,
 ) -> Iterator[tuple[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]]:
     """For each split, fit selection + pipelines on the training rows only and predict the test rows.
 
     Yields, per fold, ``{(feature_set, classifier): (y_true, y_pred)}`` and ``{feature_set: indices}``.
+    ``balanced`` weights both classes equally where the classifier accepts sample weights (the
+    paper's protocol does not: the experiments leave it off).
     """
     if not np.isfinite(X).all():
         raise ValueError("feature matrix contains NaN or infinite values")
@@ -187,7 +190,8 @@ def evaluate_folds(
             chosen[fs] = idx
             Xtr, Xte = X[np.ix_(train, idx)], X[np.ix_(test, idx)]
             for clf in classifiers:
-                pipe = make_pipeline(clf, seed=seed).fit(Xtr, y[train])
+                kw = balanced_fit_params(clf, y[train]) if balanced else {}
+                pipe = make_pipeline(clf, seed=seed).fit(Xtr, y[train], **kw)
                 preds[(fs, clf)] = (y[test], pipe.predict(Xte))
         yield preds, chosen
 

@@ -1,0 +1,124 @@
+"""Inline tablet surface inspection: frame → 281 texture features → P(defect) → pass / reject.
+
+The model is a texture pipeline from the model repository (``inspector train texture``, see
+:mod:`inspector.texture.model`): the manifest names the features it consumes, the extraction
+settings it was trained with (grey levels, ROI, ``max_side``) and the reject threshold.
+
+Stages reported: ``preprocess`` = grey conversion, optional downscale and texture-feature
+extraction (the bulk of the time); ``infer`` = the scikit-learn pipeline. A frame the features
+cannot describe (no tablet found, constant ROI, too small…) gets verdict ``error`` with the reason;
+the inspection never raises on a bad frame.
+
+``max_side``: texture features depend on resolution, so the default is the value the model was
+trained with (manifest ``input.max_side``). Setting it lower than the training resolution trades
+accuracy for latency on very large frames; the model's validation figures then no longer apply.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from inspector.errors import BadFrameError, ConfigError, InspectorError
+from inspector.frame import Frame
+from inspector.inspections.base import Inspection, InspectionContext, InspectionParams, InspectionResult, ModelInfo
+from inspector.modelrepo import resolve
+
+TOP_FEATURES = 3
+
+
+class TabletDefectParams(InspectionParams):
+    model: str = Field("tablet-defect-default", description="model name in the model repository")
+    version: str | None = Field(None, description="model version (default: the latest)")
+    threshold: float | None = Field(None, gt=0, lt=1, description="reject when P(defect) >= this (default: manifest)")
+    roi: Literal["auto", "none"] | None = Field(None, description="ROI for the features (default: manifest)")
+    max_side: int | None = Field(None, ge=16, description="downscale frames to this longer side (default: manifest)")
+
+
+def _load(models_dir, name: str, version: str | None):
+    from inspector.texture.model import load_model
+
+    return load_model(resolve(models_dir, name, version))
+
+
+class TabletDefect(Inspection):
+    name = "tablet_defect"
+    Params = TabletDefectParams
+    params: TabletDefectParams
+
+    @classmethod
+    def validate_static(cls, params: TabletDefectParams, config) -> None:  # type: ignore[override]
+        try:
+            _load(config.models_path(), params.model, params.version)
+        except InspectorError as e:
+            raise ConfigError(f"inspection tablet_defect: {e}") from None
+
+    def __init__(self, params: TabletDefectParams, ctx: InspectionContext):
+        super().__init__(params, ctx)
+        self._model = _load(ctx.models_dir, params.model, params.version)
+        from inspector.texture.features import warmup
+
+        warmup()  # load the numba kernels now, not on the first frame
+
+    # ---- settings: the params override the manifest ------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.params.threshold if self.params.threshold is not None else self._model.threshold
+
+    @property
+    def roi(self) -> str | None:
+        if self.params.roi is None:
+            return self._model.roi
+        return None if self.params.roi == "none" else self.params.roi
+
+    @property
+    def max_side(self) -> int | None:
+        return self.params.max_side if self.params.max_side is not None else self._model.max_side
+
+    def inspect(self, frame: Frame) -> InspectionResult:
+        from inspector.texture.dataset import describe
+
+        model = self._model
+        t0 = time.perf_counter()
+        try:
+            names, values = describe(frame.gray(), levels=model.levels, roi=self.roi, max_side=self.max_side)
+        except BadFrameError as e:
+            return InspectionResult(
+                verdict="error",
+                stages={"preprocess": time.perf_counter() - t0},
+                detail={"reason": str(e), "kind": e.kind},
+            )
+        t1 = time.perf_counter()
+        p = model.p_defect(names, values)
+        top = self._top_features(names, values)
+        t2 = time.perf_counter()
+        return InspectionResult(
+            verdict="reject" if p >= self.threshold else "pass",
+            scores={"p_defect": round(p, 6)},
+            stages={"preprocess": t1 - t0, "infer": t2 - t1},
+            detail={"threshold": self.threshold, "top_features": top},
+        )
+
+    def _top_features(self, names: tuple[str, ...], values: np.ndarray) -> list[list]:
+        """The model's features furthest from the training mean: [name, value, z-score], |z| descending."""
+        model = self._model
+        x = values[model.columns(names)]
+        scaler = model.pipeline.named_steps.get("scale") if hasattr(model.pipeline, "named_steps") else None
+        if scaler is None:
+            return [[n, float(v), None] for n, v in zip(model.features[:TOP_FEATURES], x[:TOP_FEATURES])]
+        z = scaler.transform(x[None, :])[0]
+        order = np.argsort(-np.abs(z))[:TOP_FEATURES]
+        return [[model.features[i], round(float(x[i]), 6), round(float(z[i]), 3)] for i in order]
+
+    def model_info(self) -> ModelInfo:
+        m = self._model.manifest
+        return ModelInfo(name=m.name, version=m.version, sha256=m.sha256)
+
+    def reload(self, version: str | None = None) -> ModelInfo:
+        """Load and verify another version first; the current model stays in use if that fails."""
+        new = _load(self.ctx.models_dir, self.params.model, version)
+        self._model = new
+        return self.model_info()

@@ -1,0 +1,187 @@
+"""CLI plugin: ``inspector evaluate texture``, ``inspector train texture`` (and ``inspector features``).
+
+::
+
+    inspector evaluate texture DATA_DIR --protocol loo|split|cv --report OUT_DIR
+    inspector train texture DATA_DIR --out models/tablet-defect-default/1
+
+``DATA_DIR`` has one sub-folder per class; see :mod:`inspector.texture.dataset` for how the negative
+(good) and positive (defect) classes are found. Heavy libraries are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+from inspector.errors import ConfigError
+
+log = logging.getLogger("inspector.texture")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+def _data_args(p: argparse.ArgumentParser, *, roi_default: str) -> None:
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="image folder: one sub-folder per class")
+    p.add_argument("--negative", default=None, metavar="CLASS",
+                   help="the good class folder (default: the one named normal/good/free/ok…)")
+    p.add_argument("--positive", default=None, metavar="CLASS[,CLASS…]",
+                   help="defect class folder(s) (default: every folder but the negative one)")
+    p.add_argument("--levels", type=int, default=64, help="grey levels for the texture features (default 64)")
+    p.add_argument("--roi", choices=("auto", "none"), default=roi_default,
+                   help=f"'auto': bright tablet on a dark background; 'none': whole image (default {roi_default})")
+    p.add_argument("--max-side", type=int, default=None, metavar="PX",
+                   help="downscale images so the longer side is at most PX before the features (default: full size)")
+    p.add_argument("--max-images-per-class", type=int, default=None, metavar="N",
+                   help="use a seeded random sample of N images per class (quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the ANN (default 0)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+
+
+def register(sub: Any, groups: dict[str, Any]) -> None:
+    """Register ``evaluate texture``, ``train texture`` and part 1's ``features`` command."""
+    ev = groups["evaluate"].add_parser(
+        "texture", help="the paper's texture experiments on an image-folder dataset, with a report",
+        description="Extract the 281 texture features once per image (cached in REPORT/features.csv), "
+        "then evaluate all 281 / CS-15 / GR-15 / RF-15 / best-pair features with SVM, KNN, NB and ANN on "
+        "each defect class against the good class and on all defect classes together.",
+    )
+    _data_args(ev, roi_default="none")
+    ev.add_argument("--protocol", choices=("loo", "split", "cv"), default="loo",
+                    help="loo: leave-one-out (paper's Exp. I); split: stratified 50/50 (Exp. II); cv: k-fold")
+    ev.add_argument("--folds", type=int, default=10, help="k for --protocol cv (default 10)")
+    ev.add_argument("--report", type=Path, required=True, metavar="OUT_DIR",
+                    help="where metrics.json, results.csv, report.md and the PNG charts go")
+    ev.add_argument("--classifiers", default="all", metavar="svm,knn,nb,ann", help="classifiers (default all)")
+    ev.add_argument("--feature-sets", default="all,cs15,gr15,rf15,pair", metavar="all,cs15,gr15,rf15,pair",
+                    help="feature sets (default all five)")
+    ev.set_defaults(func=run_evaluate)
+
+    tr = groups["train"].add_parser(
+        "texture", help="train a tablet_defect texture model into the model repository",
+        description="Fit feature selection + StandardScaler + classifier on DATA_DIR (defect folders vs the "
+        "good folder) and write pipeline.skops + manifest.json into OUT (a version folder).",
+    )
+    _data_args(tr, roi_default="auto")
+    tr.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR",
+                    help="model version folder, e.g. models/tablet-defect-default/1")
+    tr.add_argument("--name", default=None, help="model name (default: the parent folder of --out)")
+    tr.add_argument("--version", default=None, help="model version (default: the name of --out)")
+    tr.add_argument("--feature-set", default="cs15", choices=("all", "cs15", "gr15", "rf15", "pair"),
+                    help="features the model uses (default cs15)")
+    tr.add_argument("--classifier", default="svm", choices=("svm", "knn", "nb", "ann"), help="(default svm)")
+    tr.add_argument("--threshold", type=float, default=0.5, help="reject when P(defect) >= this (default 0.5)")
+    tr.add_argument("--cache", type=Path, default=None, metavar="CSV", help="feature cache file (optional)")
+    tr.add_argument("--force", action="store_true", help="replace a model already in --out")
+    tr.set_defaults(func=run_train)
+
+    try:  # part 1's `inspector features` lives beside us and is registered through this plugin
+        from inspector.texture import cli_features
+    except ModuleNotFoundError:
+        return
+    cli_features.register(sub, groups)
+
+
+def _scan(args: argparse.Namespace):
+    from inspector.texture.dataset import scan_image_folder
+
+    if args.max_images_per_class is not None and args.max_images_per_class < 1:
+        raise ConfigError("--max-images-per-class must be at least 1")
+    if args.max_side is not None and args.max_side < 16:
+        raise ConfigError("--max-side must be at least 16 pixels")
+    if not 2 <= args.levels <= 256:
+        raise ConfigError("--levels must be between 2 and 256")
+    return scan_image_folder(args.data_dir, negative=args.negative, positives=_csv(args.positive),
+                             max_per_class=args.max_images_per_class, seed=args.seed)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from inspector.texture.classifiers import parse_classifiers
+    from inspector.texture.dataset import extract_table
+    from inspector.texture.experiment import run_experiment
+    from inspector.texture.report import write_report
+    from inspector.texture.selection import FEATURE_SETS
+
+    try:
+        classifiers = parse_classifiers(args.classifiers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    feature_sets = _csv(args.feature_sets) or list(FEATURE_SETS)
+    bad = [f for f in feature_sets if f not in FEATURE_SETS]
+    if bad:
+        raise ConfigError(f"unknown feature set(s) {', '.join(bad)} (known: {', '.join(FEATURE_SETS)})")
+    if args.protocol == "cv" and args.folds < 2:
+        raise ConfigError("--folds must be at least 2")
+    folder = _scan(args)
+    args.report.mkdir(parents=True, exist_ok=True)
+    table = extract_table(folder, levels=args.levels, roi=args.roi, max_side=args.max_side,
+                          cache=args.report / "features.csv", progress=args.progress)
+    if table.skipped:
+        log.warning("%d image(s) skipped (listed in the report)", len(table.skipped))
+    result = run_experiment(table, negative=folder.negative, positives=folder.positives, protocol=args.protocol,
+                            feature_sets=feature_sets, classifiers=classifiers, seed=args.seed, folds=args.folds,
+                            dataset=args.data_dir.resolve().name, progress=args.progress)
+    paths = write_report(result, args.report)
+    whole = result.subsets[-1]
+    best = max((c for c in result.cells if c.subset == whole), key=lambda c: c.accuracy)
+    print(f"{len(table.labels)} images ({len(table.skipped)} skipped), protocol {args.protocol}: best on {whole}: "
+          f"{best.feature_set}/{best.classifier} accuracy {100 * best.accuracy:.1f}% "
+          f"(Sn {100 * best.sensitivity:.1f}%, Sp {100 * best.specificity:.1f}%)")
+    print(f"report: {paths['report']}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from inspector.texture.dataset import extract_table
+    from inspector.texture.model import fit_model, save_model
+
+    if not 0.0 < args.threshold < 1.0:
+        raise ConfigError("--threshold must be between 0 and 1")
+    out = args.out
+    name = args.name or out.resolve().parent.name
+    version = args.version or out.name
+    folder = _scan(args)
+    table = extract_table(folder, levels=args.levels, roi=args.roi, max_side=args.max_side, cache=args.cache,
+                          progress=args.progress)
+    model = fit_model(table, negative=folder.negative, positives=folder.positives, feature_set=args.feature_set,
+                      classifier=args.classifier, seed=args.seed)
+    md = save_model(
+        out, model, name=name, version=version, force=args.force, threshold=args.threshold,
+        input_params={"levels": args.levels, "roi": args.roi, "max_side": args.max_side},
+        training={
+            "command": shlex.join(["inspector", *_argv_of(args)]),
+            "data_dir": str(args.data_dir),
+            "data_sha256": table.data_sha256(),
+            "negative": folder.negative,
+            "positives": folder.positives,
+            "skipped": len(table.skipped),
+            "seed": args.seed,
+        },
+    )
+    m = md.manifest
+    print(f"model {m.name}/{m.version} written to {md.path}: {len(model.features)} features "
+          f"({model.feature_set}), {model.classifier}; CV accuracy {100 * model.metrics['accuracy']:.1f}% "
+          f"(Sn {100 * model.metrics['sensitivity']:.1f}%, Sp {100 * model.metrics['specificity']:.1f}%); "
+          f"sha256 {m.sha256[:12]}…")
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The train command rebuilt from the parsed arguments (every option spelled out)."""
+    out = ["train", "texture", str(args.data_dir), "--out", str(args.out)]
+    for flag, val in (("--name", args.name), ("--version", args.version), ("--negative", args.negative),
+                      ("--positive", args.positive), ("--feature-set", args.feature_set),
+                      ("--classifier", args.classifier), ("--levels", args.levels), ("--roi", args.roi),
+                      ("--max-side", args.max_side), ("--max-images-per-class", args.max_images_per_class),
+                      ("--seed", args.seed), ("--threshold", args.threshold)):
+        if val is not None:
+            out += [flag, str(val)]
+    return out
