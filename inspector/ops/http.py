@@ -247,7 +247,7 @@ class HealthServer:
         except OSError as e:
             raise HealthServerError(f"cannot listen on {self.listen} for /metrics: {e.strerror or e}") from None
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.25},
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="inspector-http", daemon=True)
         self._thread.start()
         log.info("metrics and health endpoints on %s (/metrics /healthz /readyz)", self.url)
