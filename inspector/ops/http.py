@@ -63,11 +63,31 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily,
-                 registry: CollectorRegistry, readiness: Readiness):
+                 registry: CollectorRegistry, readiness: Readiness, max_connections: int):
         self.address_family = family
         self.registry = registry
         self.readiness = readiness
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        # One thread per connection, but a bounded number: a flood of idle connections cannot
+        # exhaust the supervisor's threads; the excess is closed at once (the scraper retries).
+        if not self._slots.acquire(blocking=False):
+            log.debug("too many connections; closing %s", client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
@@ -212,11 +232,14 @@ class HealthServer:
 
     ``listen`` is ``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0 picks a free one, see :attr:`port`).
     ``readiness()`` returns ``(ready, reasons)``; it is called on every ``/readyz`` request from the
-    server thread, so it must be cheap and thread-safe (read a few flags, no I/O).
+    server thread, so it must be cheap and thread-safe (read a few flags, no I/O). At most
+    ``max_connections`` connections are served at once; further ones are closed immediately.
     """
 
-    def __init__(self, listen: str, registry: CollectorRegistry, readiness: Readiness):
+    def __init__(self, listen: str, registry: CollectorRegistry, readiness: Readiness, *,
+                 max_connections: int = 32):
         self.listen = listen
+        self.max_connections = max_connections
         self._host, self._port = parse_listen(listen)
         self._registry = registry
         self._readiness = readiness
@@ -243,7 +266,7 @@ class HealthServer:
             raise HealthServerError(f"metrics.listen {self.listen!r}: cannot resolve host: {e.strerror}") from None
         family, _, _, _, sockaddr = infos[0]
         try:
-            server = _Server(sockaddr[:2], family, self._registry, self._readiness)
+            server = _Server(sockaddr[:2], family, self._registry, self._readiness, self.max_connections)
         except OSError as e:
             raise HealthServerError(f"cannot listen on {self.listen} for /metrics: {e.strerror or e}") from None
         self._server = server

@@ -227,6 +227,29 @@ def test_a_silent_client_does_not_block_others(served):
         idle.close()
 
 
+def test_connection_flood_is_bounded_and_recovers(metrics):
+    server = HealthServer("127.0.0.1:0", metrics.registry, lambda: (True, []), max_connections=4)
+    with server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+        try:
+            for s in idle:
+                s.sendall(b"GET /healthz HTTP/1.1\r\n")  # holds a slot: headers never finish
+            time.sleep(0.3)
+            with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+                request(server, "GET", "/healthz")  # the fifth is closed without an answer
+        finally:
+            for s in idle:
+                s.close()
+        wait = time.monotonic() + 10
+        while True:  # the slots come back once the idle clients are gone
+            try:
+                assert request(server, "GET", "/healthz")[0] == 200
+                break
+            except (ConnectionError, http.client.HTTPException):
+                assert time.monotonic() < wait, "slots never released"
+                time.sleep(0.1)
+
+
 def test_stop_releases_the_port_and_is_idempotent(metrics):
     server = HealthServer("127.0.0.1:0", metrics.registry, lambda: (True, []))
     server.start()
