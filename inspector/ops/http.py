@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -35,6 +36,7 @@ from inspector.errors import InspectorError
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, list[str]]]
+_Request = socket.socket | tuple[bytes, socket.socket]  # socketserver's request type
 
 _JSON = "application/json; charset=utf-8"
 _REQUEST_TIMEOUT_S = 10.0
@@ -70,7 +72,7 @@ class _Server(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
 
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request(self, request: _Request, client_address: Any) -> None:
         # One thread per connection, but a bounded number: a flood of idle connections cannot
         # exhaust the supervisor's threads; the excess is closed at once (the scraper retries).
         if not self._slots.acquire(blocking=False):
@@ -83,7 +85,7 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
             raise
 
-    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request_thread(self, request: _Request, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -98,7 +100,7 @@ class _Server(ThreadingHTTPServer):
                 pass
         super().server_bind()
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - socketserver signature
+    def handle_error(self, request: _Request, client_address: Any) -> None:
         # A client that hangs up mid-response is not worth a traceback on stderr.
         log.debug("error while serving %s", client_address, exc_info=True)
 
@@ -115,17 +117,17 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version
 
     # ---- routing ------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self._route(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._route(head=True)
 
     def _not_allowed(self) -> None:
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, _json({"error": f"method {self.command} not allowed"}),
                    _JSON, extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815 - http.server naming
 
     def _route(self, head: bool) -> None:
         url = urlsplit(self.path)
@@ -163,12 +165,10 @@ class _Handler(BaseHTTPRequestHandler):
         return bool(ready), [str(r) for r in reasons]
 
     def _metrics(self, query: str, head: bool) -> None:
-        registry = self.server.registry
         names = parse_qs(query).get("name[]")
-        if names:
-            registry = registry.restricted_registry(names)
+        source = self.server.registry.restricted_registry(names) if names else self.server.registry
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        body = encoder(registry)
+        body = encoder(source)  # type: ignore[arg-type]  # RestrictedRegistry duck-types collect()
         extra = {}
         if len(body) >= _GZIP_MIN_BYTES and _accepts_gzip(self.headers.get("Accept-Encoding", "")):
             body = gzip.compress(body, compresslevel=5)
@@ -203,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -266,7 +266,8 @@ class HealthServer:
             raise HealthServerError(f"metrics.listen {self.listen!r}: cannot resolve host: {e.strerror}") from None
         family, _, _, _, sockaddr = infos[0]
         try:
-            server = _Server(sockaddr[:2], family, self._registry, self._readiness, self.max_connections)
+            address = (str(sockaddr[0]), int(sockaddr[1]))
+            server = _Server(address, family, self._registry, self._readiness, self.max_connections)
         except OSError as e:
             raise HealthServerError(f"cannot listen on {self.listen} for /metrics: {e.strerror or e}") from None
         self._server = server

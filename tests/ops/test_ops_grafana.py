@@ -75,7 +75,7 @@ def test_panel_ids_unique_and_layout_sane(dashboard):
     cells: set[tuple[int, int]] = set()
     for p in panels:
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
         own = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & own, f"panel {p['title']!r} overlaps another"
         cells |= own

@@ -277,7 +277,7 @@ def test_port_in_use_is_a_clear_error(metrics):
 
 @pytest.mark.parametrize("listen", ["9108", "localhost:http", ":9108", "127.0.0.1:99999", ""])
 def test_bad_listen_address(listen):
-    with pytest.raises(HealthServerError, match="metrics.listen"):
+    with pytest.raises(HealthServerError, match=r"metrics\.listen"):
         parse_listen(listen)
 
 

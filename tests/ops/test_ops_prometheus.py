@@ -372,13 +372,13 @@ class NotifyRecorder:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536).decode("utf-8", "replace")
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
             self.messages.append(dict(line.split("=", 1) for line in data.split("\n") if "=" in line))
 
-    def keys(self) -> list[str]:
+    def received_keys(self) -> list[str]:
         return [k for msg in self.messages for k in msg]
 
     def close(self) -> None:
@@ -471,14 +471,14 @@ def test_daemon_scraped_by_prometheus(prom_bins, prometheus_for, daemon):
 def test_daemon_notifies_systemd(daemon):
     """READY=1 after start-up, STATUS= lines, WATCHDOG=1 while frames flow, STOPPING=1 on SIGTERM."""
     notify, proc = daemon["notify"], daemon["proc"]
-    wait_for(lambda: "READY" in notify.keys(), 30, "READY=1")
+    wait_for(lambda: "READY" in notify.received_keys(), 30, "READY=1")
     assert any("STATUS" in msg for msg in notify.messages)
-    wait_for(lambda: notify.keys().count("WATCHDOG") >= 2, 10, "two WATCHDOG=1 pings (WatchdogSec=2s)")
+    wait_for(lambda: notify.received_keys().count("WATCHDOG") >= 2, 10, "two WATCHDOG=1 pings (WatchdogSec=2s)")
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     rc = proc.wait(30)
     assert rc == 0, daemon["log"].read_text(errors="replace")[-2000:]
     time.sleep(0.3)
-    assert "STOPPING" in notify.keys()
-    keys = notify.keys()
+    assert "STOPPING" in notify.received_keys()
+    keys = notify.received_keys()
     assert keys.index("READY") < len(keys) - 1 - keys[::-1].index("STOPPING")
