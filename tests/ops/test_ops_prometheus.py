@@ -409,7 +409,7 @@ def daemon(tmp_path_factory) -> Iterator[dict]:
     env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000", OPENBLAS_NUM_THREADS="1")
     env.pop("WATCHDOG_PID", None)
     exe = Path(sys.executable).with_name("inspector")
-    cmd = [str(exe) if exe.exists() else "inspector", "run", "--config", str(tmp / "config.yaml"), "--duration", "20"]
+    cmd = [str(exe) if exe.exists() else "inspector", "run", "--config", str(tmp / "config.yaml"), "--duration", "90"]
     log = open(tmp / "daemon.log", "wb")
     # its own process group, so that teardown can also end workers it leaves behind
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
@@ -456,16 +456,17 @@ def daemon(tmp_path_factory) -> Iterator[dict]:
 
 
 def test_daemon_scraped_by_prometheus(prom_bins, prometheus_for, daemon):
+    status, text = http_get(daemon["url"] + "/metrics")
+    assert status == 200
+    promtool_check_metrics(prom_bins[1], text)
     prom = prometheus_for(daemon["port"])
     prom.wait_ready(scrapes=3)
     # the quality gate serves no model: the model table may be empty for this configuration
     results = check_dashboard_queries(prom, MAY_BE_EMPTY | {("Model versions", "A")})
     assert value(results[("Ready", "A")][0]) == 1
     assert value(results[("Camera", "A")][0]) == 1
+    assert value(results[("Frames per second", "B")][0]) > 0  # frames are being inspected
     check_alert_rules(prom)
-    status, text = http_get(daemon["url"] + "/metrics")
-    assert status == 200
-    promtool_check_metrics(prom_bins[1], text)
 
 
 def test_daemon_notifies_systemd(daemon):
