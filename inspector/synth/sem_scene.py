@@ -50,28 +50,40 @@ def sample_particles(
     med_px = min(f.d_median_um for f in fams) / um_px
     pad = min(0.3 * med_px, 40.0)
     target = spec.coverage * (width + 2 * pad) * (height + 2 * pad)
+    d_med = np.array([f.d_median_um for f in fams])
+    d_sig = np.log([f.d_gsd for f in fams])
+    a_med = np.array([f.aspect_median for f in fams])
+    a_sig = np.log([f.aspect_gsd for f in fams])
     out: list[Particle] = []
     total = 0.0
+    block = 32
     while total < target and len(out) < MAX_PARTICLES:
-        fi = int(rng.choice(len(fams), p=weights))
-        f = fams[fi]
-        d_um = float(np.clip(f.d_median_um * np.exp(rng.normal(0, np.log(f.d_gsd))), spec.d_min_um, spec.d_max_um))
-        aspect = float(max(1.0, f.aspect_median * np.exp(rng.normal(0, np.log(f.aspect_gsd)))))
-        d_px = d_um / um_px
-        angle = float(rng.uniform(0, np.pi))
-        if out and rng.random() < P_TOUCH:
-            other = out[int(rng.integers(len(out)))]
-            phi = rng.uniform(0, 2 * np.pi)
-            dist = 0.5 * (other.d_px + d_px) * rng.uniform(0.55, 0.95)
-            cx = float(np.clip(other.cx + dist * np.cos(phi), -pad, width + pad))
-            cy = float(np.clip(other.cy + dist * np.sin(phi), -pad, height + pad))
-        else:
-            cx = float(rng.uniform(-pad, width + pad))
-            cy = float(rng.uniform(-pad, height + pad))
-        pts = rotate(outline(f.shape, rng, d_px, aspect), angle) + np.array([cx, cy], np.float32)
-        area, elong = polygon_stats(pts)
-        out.append(Particle(fi, f.shape, d_um, d_px, aspect, angle, cx, cy, pts, area, elong))
-        total += area
+        # scalar draws in blocks (fewer Python-level RNG calls), outlines per particle
+        fi_b = rng.choice(len(fams), size=block, p=weights)
+        z = rng.standard_normal((block, 2))
+        u = rng.random((block, 6))
+        for k in range(block):
+            if total >= target or len(out) >= MAX_PARTICLES:
+                break
+            fi = int(fi_b[k])
+            f = fams[fi]
+            d_um = float(np.clip(d_med[fi] * np.exp(z[k, 0] * d_sig[fi]), spec.d_min_um, spec.d_max_um))
+            aspect = float(max(1.0, a_med[fi] * np.exp(z[k, 1] * a_sig[fi])))
+            d_px = d_um / um_px
+            angle = float(u[k, 0] * np.pi)
+            if out and u[k, 1] < P_TOUCH:
+                other = out[int(u[k, 2] * len(out))]
+                phi = u[k, 3] * 2 * np.pi
+                dist = 0.5 * (other.d_px + d_px) * (0.55 + 0.4 * u[k, 4])
+                cx = float(np.clip(other.cx + dist * np.cos(phi), -pad, width + pad))
+                cy = float(np.clip(other.cy + dist * np.sin(phi), -pad, height + pad))
+            else:
+                cx = float(-pad + u[k, 3] * (width + 2 * pad))
+                cy = float(-pad + u[k, 5] * (height + 2 * pad))
+            pts = rotate(outline(f.shape, rng, d_px, aspect), angle) + np.array([cx, cy], np.float32)
+            area, elong = polygon_stats(pts)
+            out.append(Particle(fi, f.shape, d_um, d_px, aspect, angle, cx, cy, pts, area, elong))
+            total += area
     return out
 
 
@@ -115,26 +127,32 @@ def draw_particles(
         sy, sx = slice(vy0 - y0, vy1 - y0), slice(vx0 - x0, vx1 - x0)
         fy, fx = slice(vy0, vy1), slice(vx0, vx1)
         m = mask[sy, sx] > 0
-        if not m.any():
+        if not cv2.countNonZero(mask[sy, sx]):
             continue
-        rel = relief[sy, sx]
+        rel = relief[sy, sx]  # a view into this particle's own relief: safe to edit in place
         d_loc = dist[sy, sx]
-        rel = rel + np.float32(fam.roughness * min(r_in, 25.0)) * rough[fy, fx] * np.minimum(d_loc, 3.0) / np.float32(3.0)
+        # surface roughness, faded in over the outermost 3 px so outlines stay clean
+        t = np.minimum(d_loc, np.float32(3.0))
+        t *= np.float32(fam.roughness * min(r_in, 25.0) / 3.0)
+        t *= rough[fy, fx]
+        rel += t
         if p.shape == "fibre":
             # striations along the fibre: contours of the distance map run parallel to its edges
-            period = np.float32(rng.uniform(4.0, 7.0))
-            rel = rel + np.float32(min(0.04 * r_in, 0.8)) * np.sin(d_loc * np.float32(2 * np.pi) / period)
+            period = float(rng.uniform(4.0, 7.0))
+            rel += np.float32(min(0.04 * r_in, 0.8)) * np.sin(d_loc * np.float32(2 * np.pi / period))
         elif p.shape == "rugged_sphere" and lumps is not None and pits is not None:
-            rel = rel + np.float32(0.10 * r_in) * lumps[fy, fx]
-            rel = rel - np.float32(0.06 * r_in) * np.clip(pits[fy, fx] - np.float32(0.9), 0, None) * np.float32(4.0)
+            rel += np.float32(0.10 * r_in) * lumps[fy, fx]
+            rel -= np.float32(0.24 * r_in) * np.clip(pits[fy, fx] - np.float32(0.9), 0, None)
         elif p.shape == "starch" and rng.random() < 0.4:
             # hilum dimple / pressure facet on some starch granules
-            rel = rel - np.float32(0.25 * r_in) * np.exp(-((d_loc - r_in) ** 2) / np.float32(2 * (0.25 * r_in) ** 2 + 1e-6))
+            rel -= np.float32(0.25 * r_in) * cv2.exp((d_loc - np.float32(r_in)) ** 2 * np.float32(-1.0 / (2 * (0.25 * r_in) ** 2 + 1e-6)))
         hv = height_map[fy, fx]
-        base = np.float32(0.6 * float(hv[m].mean()))
-        hv[m] = base + rel[m]
-        material[fy, fx][m] = np.float32(spec.yield_ * (1.0 + rng.normal(0.0, 0.05)))
-        covered[fy, fx][m] = 1
-        edge[fy, fx][m] = np.exp(d_loc[m] * np.float32(-1.0 / EDGE_BAND_PX))
-        visible[i] = int(m.sum())
+        msub = mask[sy, sx]
+        base = np.float32(0.6 * cv2.mean(hv, mask=msub)[0])
+        rel += base
+        np.copyto(hv, rel, where=m)
+        np.copyto(material[fy, fx], np.float32(spec.yield_ * (1.0 + rng.normal(0.0, 0.05))), where=m)
+        np.copyto(covered[fy, fx], np.uint8(1), where=m)
+        np.copyto(edge[fy, fx], cv2.exp(d_loc * np.float32(-1.0 / EDGE_BAND_PX)), where=m)
+        visible[i] = cv2.countNonZero(msub)
     return visible

@@ -8,17 +8,16 @@ into secondary-electron contrast.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 __all__ = ["outline", "profile", "rotate", "polygon_stats"]
 
 
 def _scale_to_area(pts: np.ndarray, d: float) -> np.ndarray:
-    x, y = pts[:, 0], pts[:, 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-    target = np.pi * d * d / 4.0
+    area = float(cv2.contourArea(pts.astype(np.float32)))
     if area > 0:
-        pts = pts * np.sqrt(target / area)
+        pts = pts * np.sqrt(np.pi * d * d / 4.0 / area)
     return pts
 
 
@@ -37,7 +36,7 @@ def _radial(rng: np.random.Generator, n: int, harmonics: range, amp: float, jitt
 def _chaikin(pts: np.ndarray, iterations: int = 1) -> np.ndarray:
     """Corner cutting: rounds the corners of a closed polygon."""
     for _ in range(iterations):
-        nxt = np.roll(pts, -1, axis=0)
+        nxt = np.concatenate([pts[1:], pts[:1]])
         q = 0.75 * pts + 0.25 * nxt
         r = 0.25 * pts + 0.75 * nxt
         pts = np.stack([q, r], axis=1).reshape(-1, 2)
@@ -151,22 +150,15 @@ def rotate(pts: np.ndarray, angle: float) -> np.ndarray:
 
 def polygon_stats(pts: np.ndarray) -> tuple[float, float]:
     """(area, elongation) of a polygon; elongation = √(λ₁/λ₂) of its second moments (≥ 1)."""
-    x = pts[:, 0].astype(np.float64)
-    y = pts[:, 1].astype(np.float64)
-    xn, yn = np.roll(x, -1), np.roll(y, -1)
-    cross = x * yn - xn * y
-    a = 0.5 * cross.sum()
-    if abs(a) < 1e-9:
+    m = cv2.moments(pts.astype(np.float32))
+    a = abs(m["m00"])
+    if a < 1e-9:
         return 0.0, 1.0
-    cx = ((x + xn) * cross).sum() / (6 * a)
-    cy = ((y + yn) * cross).sum() / (6 * a)
-    sxx = ((x * x + x * xn + xn * xn) * cross).sum() / (12 * a) - cx * cx
-    syy = ((y * y + y * yn + yn * yn) * cross).sum() / (12 * a) - cy * cy
-    sxy = ((x * yn + 2 * x * y + 2 * xn * yn + xn * y) * cross).sum() / (24 * a) - cx * cy
-    tr, det = sxx + syy, sxx * syy - sxy * sxy
+    c20, c02, c11 = m["mu20"] / a, m["mu02"] / a, m["mu11"] / a
+    tr, det = c20 + c02, c20 * c02 - c11 * c11
     disc = np.sqrt(max(tr * tr / 4 - det, 0.0))
     l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 1e-12)
-    return float(abs(a)), float(np.sqrt(l1 / l2))
+    return float(a), float(np.sqrt(l1 / l2))
 
 
 def profile(shape: str, dist: np.ndarray, height: float) -> np.ndarray:
