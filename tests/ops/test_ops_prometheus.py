@@ -423,14 +423,16 @@ def daemon(tmp_path_factory) -> Iterator[dict]:
 
     url = f"http://127.0.0.1:{port}"
 
+    def failed() -> bool:  # exited, or the CLI printed its one-line "error: …" (it may still be exiting)
+        text = (tmp / "daemon.log").read_text(errors="replace")
+        return proc.poll() is not None or text.startswith("error: ") or "\nerror: " in text
+
     def ready() -> bool:
-        if proc.poll() is not None:
-            return True
-        return http_get(url + "/readyz", timeout=1)[0] == 200
+        return failed() or http_get(url + "/readyz", timeout=1)[0] == 200
 
     try:
         wait_for(ready, 45, "the daemon's /readyz")
-        started = proc.poll() is None
+        started = not failed()
     except AssertionError:
         started = False
     if not started:
@@ -439,7 +441,8 @@ def daemon(tmp_path_factory) -> Iterator[dict]:
         log.close()
         notify.close()
         tail = (tmp / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
-        how = f"exited with status {rc} before it was ready" if rc is not None else "was not ready within 45 s"
+        how = (f"exited with status {rc} before it was ready" if rc is not None
+               else "failed before it was ready" if failed() else "was not ready within 45 s")
         pytest.skip(f"`inspector run` {how} (daemon not available yet?): {' | '.join(tail)}")
     try:
         yield {"proc": proc, "url": url, "port": port, "notify": notify, "log": tmp / "daemon.log"}
