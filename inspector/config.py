@@ -178,6 +178,11 @@ class Config(BaseSettings):
     def models_path(self) -> Path:
         return Path(os.path.expanduser(self.models_dir))
 
+    def lot_context(self) -> dict[str, Any]:
+        """Frame context stamped at acquisition: lot, recipe, expected excipient (unset keys omitted)."""
+        ctx = {"lot": self.lot.id, "recipe": self.lot.recipe, "expected_excipient": self.lot.expected_excipient}
+        return {k: v for k, v in ctx.items() if v is not None}
+
     def camera_id(self) -> str:
         return self.camera.id or f"{self.camera.driver}0"
 
