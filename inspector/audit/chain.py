@@ -120,9 +120,24 @@ def canonical_json(obj: Any) -> str:
 
 def record_digest(seq: int, ts: float, ts_iso: str, kind: str, payload: Any, prev_hash: str,
                   key: bytes | None = None) -> str:
-    """Hex digest of one record: SHA-256, or HMAC-SHA-256 with ``key``."""
-    blob = canonical_json({"seq": seq, "ts": ts, "ts_iso": ts_iso, "kind": kind,
-                           "payload": payload, "prev_hash": prev_hash}).encode("utf-8")
+    """Hex digest of one record: SHA-256, or HMAC-SHA-256 with ``key``, over
+    ``canonical_json({"seq", "ts", "ts_iso", "kind", "payload", "prev_hash"})``."""
+    return digest_text(seq, ts, ts_iso, kind, canonical_json(payload), prev_hash, key)
+
+
+def digest_text(seq: int, ts: float, ts_iso: str, kind: str, payload_text: str, prev_hash: str,
+                key: bytes | None = None) -> str:
+    """:func:`record_digest` from the payload's canonical JSON text (what the store keeps), without
+    re-serializing it: the keys of the outer object are spliced in sorted order, which yields
+    byte-for-byte the same canonical JSON."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, float):
+        raise TypeError("seq must be an int and ts a float")
+    if not math.isfinite(ts):
+        raise ValueError("ts must be finite")
+    blob = ('{"kind":' + json.dumps(kind, ensure_ascii=False) + ',"payload":' + payload_text
+            + ',"prev_hash":' + json.dumps(prev_hash, ensure_ascii=False) + ',"seq":' + str(seq)
+            + ',"ts":' + float.__repr__(ts) + ',"ts_iso":' + json.dumps(ts_iso, ensure_ascii=False)
+            + "}").encode("utf-8")
     if key is None:
         return hashlib.sha256(blob).hexdigest()
     return hmac.new(key, blob, hashlib.sha256).hexdigest()
@@ -185,20 +200,20 @@ def walk_chain(rows: Iterable[RawRow], anchor: Anchor, head: Head, *, key: bytes
         if prev_hash != prev:
             return fail(seq, f"record seq {seq} does not link to its predecessor (prev_hash mismatch: "
                              "a record was deleted, reordered or replaced)")
-        try:
-            payload = json.loads(payload_text)
-        except (TypeError, ValueError, RecursionError):
-            return fail(seq, f"record seq {seq} has an unreadable payload")
         if kind not in AUDIT_KINDS:
             return fail(seq, f"record seq {seq} has an unknown kind {kind!r}")
         try:
-            recomputed = record_digest(seq, ts, ts_iso, kind, payload, prev_hash, key)
-        except (TypeError, ValueError):
-            return fail(seq, f"record seq {seq} cannot be re-serialized")
+            recomputed = digest_text(seq, ts, ts_iso, kind, payload_text, prev_hash, key)
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return fail(seq, f"record seq {seq} has a malformed column (seq, ts, ts_iso or payload)")
         if not hmac.compare_digest(recomputed, str(digest)):
             return fail(seq, f"record seq {seq} was modified: its content does not match its hash")
-        if kind == "prune" and isinstance(payload, dict):
-            if (payload.get("pruned_through_seq") == anchor.first_seq - 1
+        if kind == "prune":
+            try:
+                payload = json.loads(payload_text)
+            except (TypeError, ValueError, RecursionError):
+                return fail(seq, f"record seq {seq} has an unreadable payload")
+            if (isinstance(payload, dict) and payload.get("pruned_through_seq") == anchor.first_seq - 1
                     and payload.get("anchor_hash") == anchor.prev_hash):
                 prune_anchor_confirmed = True
         if expect_head is not None and seq == expect_head[0]:

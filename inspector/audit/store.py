@@ -36,7 +36,7 @@ from inspector.audit.chain import (
     canonical_json,
     key_id,
     normalize,
-    record_digest,
+    digest_text,
     utc_iso,
     walk_chain,
 )
@@ -81,7 +81,8 @@ _TRIGGERS = {
                        "WHEN (SELECT armed FROM prune_guard WHERE id = 1) IS NOT 1 "
                        "BEGIN SELECT RAISE(ABORT, 'audit records can only be removed by prune()'); END;",
     "audit_insert_at_head": "CREATE TRIGGER IF NOT EXISTS audit_insert_at_head BEFORE INSERT ON audit "
-                            "WHEN NEW.seq IS NOT (SELECT seq FROM head WHERE id = 1) + 1 "
+                            "WHEN NEW.seq IS NOT COALESCE((SELECT MAX(seq) FROM audit), "
+                            "(SELECT seq FROM head WHERE id = 1)) + 1 "
                             "BEGIN SELECT RAISE(ABORT, 'audit records must extend the head'); END;",
     "head_forward_only": "CREATE TRIGGER IF NOT EXISTS head_forward_only BEFORE UPDATE ON head "
                          "WHEN NEW.seq <= OLD.seq BEGIN SELECT RAISE(ABORT, 'the head only moves forward'); END;",
@@ -195,7 +196,12 @@ class AuditStore:
                 raise AuditError("prune records are written by AuditStore.prune() only")
             validate_record(kind, record)
             payload = normalize(record)
-            prepared.append((kind, payload, canonical_json(payload)))
+            text = canonical_json(payload)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise AuditError(f"{kind} record holds a string that is not valid Unicode (lone surrogate)") from None
+            prepared.append((kind, payload, text))
         if not prepared:
             return []
         with self._lock:
@@ -214,7 +220,7 @@ class AuditStore:
                 seq += 1
                 ts = time.time()
                 iso = utc_iso(ts)
-                digest = record_digest(seq, ts, iso, kind, payload, prev, self._key)
+                digest = digest_text(seq, ts, iso, kind, text, prev, self._key)
                 try:
                     c.execute("INSERT INTO audit (seq, ts, ts_iso, kind, payload, prev_hash, hash) "
                               "VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, ts, iso, kind, text, prev, digest))
@@ -224,9 +230,9 @@ class AuditStore:
                             f"frame {payload.get('frame_id')} of run {payload.get('run_id')!r} is already "
                             "in the audit trail (every frame is recorded exactly once)") from None
                     raise
-                c.execute("UPDATE head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
                 seqs.append(seq)
                 prev = digest
+            c.execute("UPDATE head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
             c.execute("COMMIT")
             return seqs
         except BaseException as e:
@@ -360,9 +366,10 @@ class AuditStore:
                 seq += 1
                 ts = time.time()
                 iso = utc_iso(ts)
-                digest = record_digest(seq, ts, iso, "prune", payload, prev, self._key)
+                text = canonical_json(payload)
+                digest = digest_text(seq, ts, iso, "prune", text, prev, self._key)
                 c.execute("INSERT INTO audit (seq, ts, ts_iso, kind, payload, prev_hash, hash) "
-                          "VALUES (?, ?, ?, 'prune', ?, ?, ?)", (seq, ts, iso, canonical_json(payload), prev, digest))
+                          "VALUES (?, ?, ?, 'prune', ?, ?, ?)", (seq, ts, iso, text, prev, digest))
                 c.execute("UPDATE head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
                 c.execute("COMMIT")
             except BaseException:

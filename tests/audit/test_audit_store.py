@@ -93,6 +93,7 @@ def test_every_frame_id_at_most_once_and_batches_are_atomic(store: AuditStore) -
     ("config", {"x": object()}, "cannot store a object"),
     ("config", {1: "x"}, "keys must be strings"),
     ("prune", {}, "written by AuditStore.prune"),
+    ("config", {"name": "bad \ud800 surrogate"}, "not valid Unicode"),
 ])
 def test_bad_records_are_refused_with_a_clear_error(store: AuditStore, kind, record, message) -> None:
     with pytest.raises(AuditError, match=message):
