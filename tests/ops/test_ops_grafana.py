@@ -94,7 +94,8 @@ def _exprs(dash: dict) -> str:
     ("stage latency p99", r"histogram_quantile\(0\.99, sum by \(stage, le\)"),
     ("end-to-end latency", r"histogram_quantile\(0\.99, sum by \(le\) \(rate\(inspector_frame_latency_seconds_bucket"),
     ("verdict mix", r"sum by \(inspection, verdict\) \(rate\(inspector_results_total\{[^}]*inspection=~\"\$inspection\""),
-    ("reject ratio", r"verdict=\"reject\"\}\[\$__rate_interval\]\)\) / sum by \(inspection\)"),
+    # rejects, or 0 for an inspection without any yet, over all results
+    ("reject ratio", r"verdict=\"reject\"\}\[\$__rate_interval\]\)\) or 0 \* sum by \(inspection\)[^\n]*\) / sum by \(inspection\)"),
     ("queue depth vs capacity", r"inspector_queue_depth[\s\S]*inspector_queue_capacity"),
     ("workers up / restarts", r"inspector_workers_up[\s\S]*inspector_worker_restarts_total"),
     ("camera up / reconnects", r"inspector_camera_up[\s\S]*inspector_camera_reconnects_total"),

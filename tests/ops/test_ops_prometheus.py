@@ -257,7 +257,7 @@ def test_alert_rules_are_annotated():
 
 # ----------------------------------------------------------------------------- synthetic line
 class SyntheticLine:
-    """Feeds Metrics like a running line: ~40 frames/s, two inspections, a few drops and rejects."""
+    """Feeds Metrics like a running line: ~40 frames/s, three inspections, a few drops and rejects."""
 
     SHA_A, SHA_B = "a3" * 32, "5e" * 32
 
@@ -294,7 +294,8 @@ class SyntheticLine:
                 m.stage_seconds.labels(stage=stage).observe(s)
             m.results.labels("excipient_identity", "reject" if i % 10 == 0 else "pass").inc()
             m.results.labels("tablet_defect", "reject" if i % 25 == 0 else "pass").inc()
-            m.audit_records.labels(kind="result").inc(2)
+            m.results.labels("quality", "pass").inc()  # a gate that never rejects
+            m.audit_records.labels(kind="result").inc(3)
             m.frames_processed.inc()
             m.frame_latency.observe(sum(stages.values()))
             m.queue_depth.set(rng.randint(0, 3))
@@ -330,7 +331,11 @@ def test_dashboard_and_alerts_against_a_synthetic_line(prom_bins, prometheus_for
     assert all(v > 5 for v in fps.values()), fps
     verdicts = {(s["metric"]["inspection"], s["metric"]["verdict"])
                 for s in results[("Verdict mix per inspection", "A")]}
-    assert verdicts == {(i, v) for i in ("excipient_identity", "tablet_defect") for v in ("pass", "reject")}
+    assert verdicts == {(i, v) for i in ("excipient_identity", "tablet_defect") for v in ("pass", "reject")} | {
+        ("quality", "pass")}
+    reject_ratio = {s["metric"]["inspection"]: value(s) for s in results[("Reject ratio per inspection", "A")]}
+    assert reject_ratio["quality"] == 0  # no rejects yet is 0 %, not "no data"
+    assert 0.05 < reject_ratio["excipient_identity"] < 0.2  # every 10th frame
     models = {(s["metric"]["inspection"], s["metric"]["version"], s["metric"]["sha256"])
               for s in results[("Model versions", "A")]}
     assert models == {("excipient_identity", "3", SyntheticLine.SHA_A), ("tablet_defect", "1", SyntheticLine.SHA_B)}
