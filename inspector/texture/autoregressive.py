@@ -10,8 +10,8 @@ fitted by ordinary least squares over every ROI pixel whose four neighbours are 
 ``Teta1..Teta4`` are θ₁…θ₄ (the intercept is not reported: it only carries the mean) and
 ``Sigma`` is the RMS residual, √(Σe²/n) (divided by n, not n − 5).
 
-The kernel accumulates, in exact int64 arithmetic, the sums and the 15 cross-products of the five
-shifted signals (y, W, N, NW, NE) in one pass; the centred 5×5 moment matrix is formed exactly in
+The kernel accumulates, in exact integer arithmetic, the sums and the 15 cross-products of the
+five shifted signals (y, W, N, NW, NE) in one branch-free, vectorised pass; the centred 5×5 moment matrix is formed exactly in
 Python integers, and the 4×4 normal equations are solved with ``lstsq`` (minimum-norm solution if
 the neighbours are collinear, e.g. a texture of pure vertical stripes).
 """
@@ -26,40 +26,99 @@ AR_FEATURES = ("Teta1", "Teta2", "Teta3", "Teta4", "Sigma")
 MIN_AR_SAMPLES = 16
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _ar_row(row, up, sentinel, acc):  # pragma: no cover - compiled
+    """Adds one row's count, 5 sums and 15 cross-products to ``acc`` (branch-free, vectorised).
+
+    A pixel counts when it and its W, N, NW, NE neighbours are all inside the ROI (not the
+    sentinel); excluded pixels are multiplied by 0. Products fit int32 (levels ≤ 256).
+    """
+    w = row.shape[0]
+    n = np.int64(0)
+    s0 = np.int64(0)
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    s3 = np.int64(0)
+    s4 = np.int64(0)
+    m00 = np.int64(0)
+    m01 = np.int64(0)
+    m02 = np.int64(0)
+    m03 = np.int64(0)
+    m04 = np.int64(0)
+    m11 = np.int64(0)
+    m12 = np.int64(0)
+    m13 = np.int64(0)
+    m14 = np.int64(0)
+    m22 = np.int64(0)
+    m23 = np.int64(0)
+    m24 = np.int64(0)
+    m33 = np.int64(0)
+    m34 = np.int64(0)
+    m44 = np.int64(0)
+    for c in range(1, w - 1):
+        y = np.int32(row[c])
+        a = np.int32(row[c - 1])
+        b = np.int32(up[c])
+        d = np.int32(up[c - 1])
+        e = np.int32(up[c + 1])
+        v = np.int32((y != sentinel) & (a != sentinel) & (b != sentinel) & (d != sentinel) & (e != sentinel))
+        y *= v
+        a *= v
+        b *= v
+        d *= v
+        e *= v
+        n += v
+        s0 += y
+        s1 += a
+        s2 += b
+        s3 += d
+        s4 += e
+        m00 += y * y
+        m01 += y * a
+        m02 += y * b
+        m03 += y * d
+        m04 += y * e
+        m11 += a * a
+        m12 += a * b
+        m13 += a * d
+        m14 += a * e
+        m22 += b * b
+        m23 += b * d
+        m24 += b * e
+        m33 += d * d
+        m34 += d * e
+        m44 += e * e
+    acc[0] += n
+    acc[1] += s0
+    acc[2] += s1
+    acc[3] += s2
+    acc[4] += s3
+    acc[5] += s4
+    acc[6] += m00
+    acc[7] += m01
+    acc[8] += m02
+    acc[9] += m03
+    acc[10] += m04
+    acc[11] += m11
+    acc[12] += m12
+    acc[13] += m13
+    acc[14] += m14
+    acc[15] += m22
+    acc[16] += m23
+    acc[17] += m24
+    acc[18] += m33
+    acc[19] += m34
+    acc[20] += m44
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def _ar_moments(q, sentinel):  # pragma: no cover - compiled
-    """(n, sums[5], products[5, 5]) over valid pixels; signals (y, W, N, NW, NE)."""
-    h, w = q.shape
-    s = np.zeros(5, np.int64)
-    m = np.zeros((5, 5), np.int64)
-    n = 0
-    x = np.zeros(5, np.int64)
+    """[n, 5 sums, 15 upper-triangle products] over valid pixels; signals (y, W, N, NW, NE)."""
+    h = q.shape[0]
+    acc = np.zeros(21, np.int64)
     for r in range(1, h):
-        row = q[r]
-        up = q[r - 1]
-        for c in range(1, w - 1):
-            y = row[c]
-            a = row[c - 1]
-            b = up[c]
-            d = up[c - 1]
-            e = up[c + 1]
-            if y == sentinel or a == sentinel or b == sentinel or d == sentinel or e == sentinel:
-                continue
-            x[0] = y
-            x[1] = a
-            x[2] = b
-            x[3] = d
-            x[4] = e
-            n += 1
-            for i in range(5):
-                xi = x[i]
-                s[i] += xi
-                for j in range(i, 5):
-                    m[i, j] += xi * x[j]
-    for i in range(5):
-        for j in range(i):
-            m[i, j] = m[j, i]
-    return n, s, m
+        _ar_row(q[r], q[r - 1], sentinel, acc)
+    return acc
 
 
 def ar_solve(n: int, sums: np.ndarray, products: np.ndarray) -> np.ndarray:
@@ -80,8 +139,11 @@ def ar_solve(n: int, sums: np.ndarray, products: np.ndarray) -> np.ndarray:
 
 def ar_moments(q: np.ndarray, levels: int) -> tuple[int, np.ndarray, np.ndarray]:
     """Number of fitting samples, sums and cross-products (sentinel ``levels`` = outside ROI)."""
-    n, s, m = _ar_moments(q, levels)
-    return int(n), s, m
+    acc = _ar_moments(q, levels)
+    m = np.zeros((5, 5), np.int64)
+    m[np.triu_indices(5)] = acc[6:]
+    m = m + np.triu(m, 1).T
+    return int(acc[0]), acc[1:6].copy(), m
 
 
 def ar_features(q: np.ndarray, levels: int) -> np.ndarray:

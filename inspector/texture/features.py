@@ -92,7 +92,7 @@ def feature_names(scales: int = DEFAULT_SCALES, *, distances: tuple[int, ...] = 
     )
 
 
-def _glcm_block(prep: Prepared, distances: tuple[int, ...]) -> np.ndarray:
+def _glcm_counts(prep: Prepared, distances: tuple[int, ...]) -> np.ndarray:
     counts = cooccurrence(prep.q, prep.levels, distances)
     empty = np.flatnonzero(counts.reshape(len(counts), -1).sum(axis=1) == 0)
     if len(empty):
@@ -102,7 +102,7 @@ def _glcm_block(prep: Prepared, distances: tuple[int, ...]) -> np.ndarray:
             f"(Δrow={dr}, Δcol={dc}); use smaller distances or a larger ROI",
             "too_small",
         )
-    return haralick(counts).ravel()
+    return counts
 
 
 def _ar_block(prep: Prepared) -> np.ndarray:
@@ -137,8 +137,10 @@ def extract(
 
     hist = level_histogram(prep.q, prep.levels)
     h_feats = histogram_features(hist)
-    g_feats = _glcm_block(prep, distances)
-    rl_feats = runlength_features(prep.q, prep.levels, prep.roi_pixels)
+    counts = _glcm_counts(prep, distances)
+    g_feats = haralick(counts).ravel()
+    d1 = counts[4 * distances.index(1) : 4 * distances.index(1) + 4] if 1 in distances else None
+    rl_feats = runlength_features(prep.q, prep.levels, prep.roi_pixels, hist, d1)
     ar_feats = _ar_block(prep)
     energies, available = haar_energies(prep.q, prep.levels, scales, masked=prep.mask is not None)
     if available == 0:

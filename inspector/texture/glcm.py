@@ -69,26 +69,45 @@ def glcm_names(distances: tuple[int, ...]) -> list[str]:
     return [prefix + f for prefix, _, _ in offsets_for(distances) for f in GLCM_FEATURES]
 
 
-@njit(cache=True, nogil=True)
+#: rows per tile of the counting kernel: the tile's codes stay in L1/L2 while every offset's
+#: matrix (≤ 66 KiB at 128 levels) is hot in turn
+_TILE_ROWS = 16
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
-    """Non-symmetric pair counts (K, nbins*nbins): out[k, q[r,c]*nbins + q[r+dr, c+dc]]."""
+    """Non-symmetric pair counts (K, nbins*nbins): out[k, q[r,c]*nbins + q[r+dr, c+dc]].
+
+    Rows are processed in tiles of ``_TILE_ROWS``; within a tile the offsets are the outer loop,
+    so one count matrix at a time is written (no cache thrashing between the 20 matrices), and
+    the first pixel of each pair is read from a precomputed ``q * nbins`` code row.
+    """
     h, w = q.shape
     k_n = offsets.shape[0]
-    out = np.zeros((k_n, nbins * nbins), np.int64)
-    for r in range(h):
-        row = q[r]
+    out = np.zeros((k_n, nbins * nbins), np.int32)  # < 2^31 pairs: checked by the caller
+    code = np.empty((_TILE_ROWS, w), np.uint32)
+    nb = np.uint32(nbins)
+    for r0 in range(0, h, _TILE_ROWS):
+        r1 = min(h, r0 + _TILE_ROWS)
+        for r in range(r0, r1):
+            row = q[r]
+            cr = code[r - r0]
+            for c in range(w):
+                cr[c] = np.uint32(row[c]) * nb
         for k in range(k_n):
             dr = offsets[k, 0]
             dc = offsets[k, 1]
-            r2 = r + dr
-            if r2 >= h:
-                continue
-            row2 = q[r2]
-            c0 = 0 if dc >= 0 else -dc
-            c1 = w - dc if dc >= 0 else w
             o = out[k]
-            for c in range(c0, c1):
-                o[np.intp(row[c]) * nbins + np.intp(row2[c + dc])] += 1
+            for r in range(r0, min(r1, h - dr)):
+                cr = code[r - r0]
+                row2 = q[r + dr]
+                if dc >= 0:
+                    for c in range(w - dc):
+                        o[cr[c] + np.uint32(row2[c + dc])] += 1
+                else:
+                    n = -dc
+                    for c in range(w - n):
+                        o[cr[c + n] + np.uint32(row2[c])] += 1
     return out
 
 
@@ -98,9 +117,12 @@ def cooccurrence(q: np.ndarray, levels: int, distances: tuple[int, ...]) -> np.n
     ``q`` holds 0-based levels and the sentinel ``levels`` outside the ROI; pairs touching the
     sentinel are dropped.
     """
+    if q.size >= 2**31:
+        raise ValueError("images of 2^31 pixels or more are not supported")
     offs = np.array([(dr, dc) for _, dr, dc in offsets_for(distances)], dtype=np.int64)
     nbins = levels + 1
     counts = _count_pairs(q, offs, nbins).reshape(len(offs), nbins, nbins)[:, :levels, :levels]
+    counts = counts.astype(np.int64)
     return counts + counts.transpose(0, 2, 1)
 
 

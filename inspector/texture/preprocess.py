@@ -88,6 +88,8 @@ def to_grayscale(image: np.ndarray) -> np.ndarray:
         raise BadFrameError(
             f"texture features need an (H, W) or (H, W, 3) image, got shape {image.shape}", "pixel_format"
         )
+    if image.shape[0] * image.shape[1] >= 2**31:
+        raise BadFrameError(f"image of shape {image.shape} is too large (2^31 pixels or more)", "too_large")
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise BadFrameError(f"image of shape {image.shape} is too small for texture features", "too_small")
     return np.ascontiguousarray(image)

@@ -17,9 +17,10 @@ pixels:
 * ``ShrtREmp`` = Σ n(i, j) / j² / N_r         (short-run emphasis)
 * ``Fraction`` = N_r / N_p                    (fraction of image in runs)
 
-Only the two marginals of n(i, j) are needed, so the kernel accumulates runs per level and per
-length for all four directions in one pass over the image, keeping the open run length of each
-column / diagonal in a row-sized state array.
+Only the two marginals of n(i, j) are needed. Runs per level come for free from the grey-level
+histogram and the diagonal of the distance-1 co-occurrence matrices (a run of length j holds
+j − 1 equal adjacent pairs); runs per length come from one branch-free pass over the image that
+keeps the open run length of each column / diagonal in row-sized state arrays.
 """
 
 from __future__ import annotations
@@ -35,64 +36,77 @@ def runlength_names() -> list[str]:
     return [d + f for d in DIRECTIONS for f in RL_FEATURES]
 
 
-@njit(cache=True, nogil=True)
-def _run_marginals(q, sentinel):  # pragma: no cover - compiled
-    """(per_level (4, sentinel), per_length (4, max(H, W) + 1)) run counts for the 4 directions."""
+#: copies of the length histogram, picked by column: consecutive equal lengths (very common)
+#: then update different memory words instead of waiting on the previous increment's store
+_COPIES = 8
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _run_lengths(q, sentinel):  # pragma: no cover - compiled
+    """Run counts per length (4, max(H, W) + 1) for Horzl, Vertl, 45dgr, 135dr; index 0 unused.
+
+    Each row keeps the open run length of every column for the vertical and both diagonal
+    directions (branch-free, vectorised); a pixel that ends a run (the next pixel along the
+    direction differs, is outside the ROI or outside the image) adds one to the histogram bin of
+    its run length, every other pixel adds one to bin 0, which is discarded.
+    """
     h, w = q.shape
-    per_level = np.zeros((4, sentinel), np.int64)
-    per_length = np.zeros((4, max(h, w) + 1), np.int64)
-    # open run lengths ending at the previous row, per column: vertical, 135 (from c-1), 45 (from c+1)
-    v_prev = np.zeros(w, np.int64)
-    d_prev = np.zeros(w, np.int64)
-    a_prev = np.zeros(w, np.int64)
-    v_cur = np.zeros(w, np.int64)
-    d_cur = np.zeros(w, np.int64)
-    a_cur = np.zeros(w, np.int64)
+    ml = max(h, w) + 1
+    sub = np.zeros((4, _COPIES * ml), np.int32)
+    # columns are stored at index c + 1 so that c - 1 and c + 1 never leave the arrays
+    len_v = np.zeros(w + 2, np.int32)
+    len_d = np.zeros(w + 2, np.int32)
+    len_a = np.zeros(w + 2, np.int32)
+    new_v = np.zeros(w + 2, np.int32)
+    new_d = np.zeros(w + 2, np.int32)
+    new_a = np.zeros(w + 2, np.int32)
+    end_v = np.zeros(w, np.int32)
+    end_d = np.zeros(w, np.int32)
+    end_a = np.zeros(w, np.int32)
+    up = np.full(w + 2, sentinel, np.int32)
+    cur = np.full(w + 2, sentinel, np.int32)
+    down = np.full(w + 2, sentinel, np.int32)
+    for c in range(w):
+        cur[c + 1] = q[0, c]
     for r in range(h):
-        row = q[r]
-        has_up = r > 0
-        has_down = r + 1 < h
-        up = q[r - 1] if has_up else row
-        down = q[r + 1] if has_down else row
-        hlen = 0
+        if r + 1 < h:
+            src = q[r + 1]
+            for c in range(w):
+                down[c + 1] = src[c]
+        else:
+            down[:] = sentinel
+        for c in range(1, w + 1):
+            v = cur[c]
+            inside = np.int32(v != sentinel)
+            nv = (len_v[c] * np.int32(up[c] == v) + 1) * inside
+            nd = (len_d[c - 1] * np.int32(up[c - 1] == v) + 1) * inside  # 135: from up-left
+            na = (len_a[c + 1] * np.int32(up[c + 1] == v) + 1) * inside  # 45: from up-right
+            new_v[c] = nv
+            new_d[c] = nd
+            new_a[c] = na
+            end_v[c - 1] = nv * np.int32(down[c] != v)
+            end_d[c - 1] = nd * np.int32(down[c + 1] != v)
+            end_a[c - 1] = na * np.int32(down[c - 1] != v)
         for c in range(w):
-            v = row[c]
-            if v == sentinel:
-                v_cur[c] = 0
-                d_cur[c] = 0
-                a_cur[c] = 0
-                hlen = 0
-                continue
-            # horizontal
-            if c > 0 and row[c - 1] == v:
-                hlen += 1
-            else:
-                hlen = 1
-            if c + 1 >= w or row[c + 1] != v:
-                per_level[0, v] += 1
-                per_length[0, hlen] += 1
-            # vertical
-            n = v_prev[c] + 1 if (has_up and up[c] == v) else 1
-            v_cur[c] = n
-            if not has_down or down[c] != v:
-                per_level[1, v] += 1
-                per_length[1, n] += 1
-            # 45 degrees: predecessor (r-1, c+1), successor (r+1, c-1)
-            n = a_prev[c + 1] + 1 if (has_up and c + 1 < w and up[c + 1] == v) else 1
-            a_cur[c] = n
-            if not has_down or c == 0 or down[c - 1] != v:
-                per_level[2, v] += 1
-                per_length[2, n] += 1
-            # 135 degrees: predecessor (r-1, c-1), successor (r+1, c+1)
-            n = d_prev[c - 1] + 1 if (has_up and c > 0 and up[c - 1] == v) else 1
-            d_cur[c] = n
-            if not has_down or c + 1 >= w or down[c + 1] != v:
-                per_level[3, v] += 1
-                per_length[3, n] += 1
-        v_prev, v_cur = v_cur, v_prev
-        d_prev, d_cur = d_cur, d_prev
-        a_prev, a_cur = a_cur, a_prev
-    return per_level, per_length
+            o = (c % _COPIES) * ml
+            sub[1, o + end_v[c]] += 1
+            sub[2, o + end_a[c]] += 1
+            sub[3, o + end_d[c]] += 1
+        run = np.int32(0)
+        for c in range(1, w + 1):
+            v = cur[c]
+            run = (run * np.int32(cur[c - 1] == v) + 1) * np.int32(v != sentinel)
+            sub[0, (c % _COPIES) * ml + run * np.int32(cur[c + 1] != v)] += 1
+        len_v, new_v = new_v, len_v
+        len_d, new_d = new_d, len_d
+        len_a, new_a = new_a, len_a
+        up, cur, down = cur, down, up
+    out = np.zeros((4, ml), np.int64)
+    for d in range(4):
+        for k in range(_COPIES):
+            for j in range(1, ml):
+                out[d, j] += sub[d, k * ml + j]
+    return out
 
 
 def features_from_marginals(per_level: np.ndarray, per_length: np.ndarray, n_pixels: int) -> np.ndarray:
@@ -112,11 +126,42 @@ def features_from_marginals(per_level: np.ndarray, per_length: np.ndarray, n_pix
     return out
 
 
-def runlength_features(q: np.ndarray, levels: int, n_pixels: int) -> np.ndarray:
+#: position of each run direction among the 4 distance-1 GLCM offsets S(1,0), S(0,1), S(1,1), S(1,-1)
+GLCM_INDEX = (0, 1, 3, 2)
+
+
+def runs_per_level(level_hist: np.ndarray, glcm_d1: np.ndarray) -> np.ndarray:
+    """Runs of each level in each direction (4, L) from the histogram and the distance-1 GLCMs.
+
+    A run of length j holds j − 1 adjacent equal pairs, so runs of level i = pixels of level i −
+    adjacent (i, i) pairs along the direction; the symmetric GLCM's diagonal counts each pair
+    twice. ``glcm_d1`` are the 4 symmetric distance-1 count matrices in GLCM offset order.
+    """
+    diag = np.diagonal(glcm_d1, axis1=1, axis2=2)[list(GLCM_INDEX)]
+    return level_hist[None, :].astype(np.int64) - diag // 2
+
+
+def runlength_features(
+    q: np.ndarray,
+    levels: int,
+    n_pixels: int,
+    level_hist: np.ndarray | None = None,
+    glcm_d1: np.ndarray | None = None,
+) -> np.ndarray:
     """The 20 run-length features (direction-major, MaZda order) of a quantised image.
 
     ``q`` holds 0-based levels and the sentinel ``levels`` outside the ROI; ``n_pixels`` is the
-    number of ROI pixels.
+    number of ROI pixels. ``level_hist`` (L,) and ``glcm_d1`` (the 4 symmetric distance-1 GLCMs)
+    are reused from the other feature families when given, computed here otherwise.
     """
-    per_level, per_length = _run_marginals(q, levels)
+    if level_hist is None:
+        from inspector.texture.histogram import level_histogram
+
+        level_hist = level_histogram(q, levels)
+    if glcm_d1 is None:
+        from inspector.texture.glcm import cooccurrence
+
+        glcm_d1 = cooccurrence(q, levels, (1,))
+    per_level = runs_per_level(level_hist, glcm_d1)
+    per_length = _run_lengths(q, levels)
     return features_from_marginals(per_level, per_length, n_pixels).ravel()

@@ -11,7 +11,9 @@ bottom-right):
 The energy of a band is the mean of its squared coefficients over the valid positions. Grey
 levels are the 0-based quantised levels (so energies are comparable between 8- and 16-bit
 frames). h × h box sums come from the previous scale by the recursion
-B_{2h}(r, c) = B_h(r, c) + B_h(r, c+h) + B_h(r+h, c) + B_h(r+h, c+h): one pass per scale.
+B_{2h}(r, c) = B_h(r, c) + B_h(r, c+h) + B_h(r+h, c) + B_h(r+h, c+h): one vectorised pass per
+scale, integer box sums (int32: exact up to ``MAX_SCALES`` = 10 for 8-bit levels) and float64
+sums of squares (fastmath lets LLVM reorder that sum; agreement with a direct transform ≈ 1e-11).
 
 **Small ROIs.** A scale is *available* when at least one 2^s × 2^s block fits in the ROI. The
 vector keeps a fixed length (4 × ``scales`` entries): an unavailable scale repeats the energies
@@ -32,112 +34,116 @@ def wavelet_names(scales: int) -> list[str]:
     return [f"WavEn{b}_s-{s}" for s in range(1, scales + 1) for b in BANDS]
 
 
-@njit(cache=True, nogil=True)
-def _haar_energies(q, sentinel, scales):  # pragma: no cover - compiled
-    """(energies (scales, 4), counts (scales,)) for an image without sentinel pixels."""
-    h, w = q.shape
-    energies = np.zeros((scales, 4))
-    counts = np.zeros(scales, np.int64)
-    box = np.empty((h, w), np.int32)  # B_h for the current h, valid on [0, h-hh] x [0, w-hh]
-    for r in range(h):
-        for c in range(w):
-            box[r, c] = q[r, c]
-    hh = 1
-    for s in range(scales):
-        rows = h - 2 * hh + 1
-        cols = w - 2 * hh + 1
-        if rows <= 0 or cols <= 0:
-            break
-        norm = 1.0 / float(1 << (s + 1))  # 1 / 2^s for the 1-based scale s + 1
-        e_ll = 0.0
-        e_lh = 0.0
-        e_hl = 0.0
-        e_hh = 0.0
-        for r in range(rows):
-            top = box[r]
-            bot = box[r + hh]
-            for c in range(cols):
-                a = np.int64(top[c])
-                b = np.int64(top[c + hh])
-                cc = np.int64(bot[c])
-                d = np.int64(bot[c + hh])
-                ll = a + b + cc + d
-                lh = a + b - cc - d
-                hl = a - b + cc - d
-                hhv = a - b - cc + d
-                e_ll += float(ll * ll)
-                e_lh += float(lh * lh)
-                e_hl += float(hl * hl)
-                e_hh += float(hhv * hhv)
-                top[c] = np.int32(ll)  # in place: B_{2h}(r, c); rows >= r are still B_h
-        n = rows * cols
-        counts[s] = n
-        f = norm * norm / n
-        energies[s, 0] = e_ll * f
-        energies[s, 1] = e_lh * f
-        energies[s, 2] = e_hl * f
-        energies[s, 3] = e_hh * f
-        hh *= 2
-    return energies, counts
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
+def _row(top, bot, out, hh, cols):  # pragma: no cover - compiled
+    """One row of one scale: writes B_2h into ``out``, returns the 4 sums of squared coefficients.
+
+    Integer quadrant sums, float64 squares: the loop vectorises (fastmath only reorders the sum).
+    """
+    e0 = 0.0
+    e1 = 0.0
+    e2 = 0.0
+    e3 = 0.0
+    for c in range(cols):
+        a = top[c]
+        b = top[c + hh]
+        cc = bot[c]
+        d = bot[c + hh]
+        p = a + b
+        m = a - b
+        p2 = cc + d
+        m2 = cc - d
+        ll = p + p2
+        out[c] = ll
+        x0 = np.float64(ll)
+        x1 = np.float64(p - p2)
+        x2 = np.float64(m + m2)
+        x3 = np.float64(m - m2)
+        e0 += x0 * x0
+        e1 += x1 * x1
+        e2 += x2 * x2
+        e3 += x3 * x3
+    return e0, e1, e2, e3
 
 
-@njit(cache=True, nogil=True)
-def _haar_energies_masked(q, sentinel, scales):  # pragma: no cover - compiled
-    """As :func:`_haar_energies`, counting only blocks entirely inside the ROI (q != sentinel)."""
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=True)
+def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no cover - compiled
+    """As :func:`_row`, also summing ROI pixel counts; only blocks with ``full`` ROI pixels count."""
+    e0 = 0.0
+    e1 = 0.0
+    e2 = 0.0
+    e3 = 0.0
+    n = 0
+    for c in range(cols):
+        a = top[c]
+        b = top[c + hh]
+        cc = bot[c]
+        d = bot[c + hh]
+        p = a + b
+        m = a - b
+        p2 = cc + d
+        m2 = cc - d
+        ll = p + p2
+        out[c] = ll
+        k = itop[c] + itop[c + hh] + ibot[c] + ibot[c + hh]
+        iout[c] = k
+        valid = np.int32(k == full)
+        n += valid
+        v = np.float64(valid)
+        x0 = np.float64(ll) * v
+        x1 = np.float64(p - p2) * v
+        x2 = np.float64(m + m2) * v
+        x3 = np.float64(m - m2) * v
+        e0 += x0 * x0
+        e1 += x1 * x1
+        e2 += x2 * x2
+        e3 += x3 * x3
+    return e0, e1, e2, e3, n
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _haar_energies(q, sentinel, scales, masked):  # pragma: no cover - compiled
+    """(sums of squares (scales, 4), valid block counts (scales,)) by the box-sum recursion."""
     h, w = q.shape
-    energies = np.zeros((scales, 4))
+    sums = np.zeros((scales, 4))
     counts = np.zeros(scales, np.int64)
-    box = np.empty((h, w), np.int32)
-    inside = np.empty((h, w), np.int32)  # number of ROI pixels in the h x h box
+    cur = np.empty((h, w), np.int32)  # B_h, valid on rows/cols [0, size - h]
+    nxt = np.empty((h, w), np.int32)
+    icur = np.empty((h, w) if masked else (1, 1), np.int32)  # ROI pixels in the h x h box
+    inxt = np.empty((h, w) if masked else (1, 1), np.int32)
     for r in range(h):
         for c in range(w):
             v = q[r, c]
-            if v == sentinel:
-                box[r, c] = 0
-                inside[r, c] = 0
+            if masked:
+                inside = v != sentinel
+                cur[r, c] = v if inside else 0
+                icur[r, c] = 1 if inside else 0
             else:
-                box[r, c] = v
-                inside[r, c] = 1
+                cur[r, c] = v
     hh = 1
     for s in range(scales):
         rows = h - 2 * hh + 1
         cols = w - 2 * hh + 1
         if rows <= 0 or cols <= 0:
             break
-        norm = 1.0 / float(1 << (s + 1))
-        full = 4 * hh * hh
-        e = np.zeros(4)
         n = 0
         for r in range(rows):
-            top = box[r]
-            bot = box[r + hh]
-            itop = inside[r]
-            ibot = inside[r + hh]
-            for c in range(cols):
-                a = np.int64(top[c])
-                b = np.int64(top[c + hh])
-                cc = np.int64(bot[c])
-                d = np.int64(bot[c + hh])
-                m = itop[c] + itop[c + hh] + ibot[c] + ibot[c + hh]
-                ll = a + b + cc + d
-                if m == full:
-                    lh = a + b - cc - d
-                    hl = a - b + cc - d
-                    hhv = a - b - cc + d
-                    e[0] += float(ll * ll)
-                    e[1] += float(lh * lh)
-                    e[2] += float(hl * hl)
-                    e[3] += float(hhv * hhv)
-                    n += 1
-                top[c] = np.int32(ll)
-                itop[c] = m
-        counts[s] = n
-        if n > 0:
-            f = norm * norm / n
-            for b in range(4):
-                energies[s, b] = e[b] * f
+            if masked:
+                e0, e1, e2, e3, k = _row_masked(
+                    cur[r], cur[r + hh], nxt[r], icur[r], icur[r + hh], inxt[r], 4 * hh * hh, hh, cols
+                )
+                n += k
+            else:
+                e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
+            sums[s, 0] += e0
+            sums[s, 1] += e1
+            sums[s, 2] += e2
+            sums[s, 3] += e3
+        counts[s] = n if masked else rows * cols
+        cur, nxt = nxt, cur
+        icur, inxt = inxt, icur
         hh *= 2
-    return energies, counts
+    return sums, counts
 
 
 def haar_energies(q: np.ndarray, levels: int, scales: int, masked: bool) -> tuple[np.ndarray, int]:
@@ -146,8 +152,11 @@ def haar_energies(q: np.ndarray, levels: int, scales: int, masked: bool) -> tupl
     Scales are available from 1 up to the first one without a valid block. Returns 0 available
     scales (and zeros) when not even a 2 × 2 block fits: the caller raises.
     """
-    kernel = _haar_energies_masked if masked else _haar_energies
-    energies, counts = kernel(q, levels, scales)
+    sums, counts = _haar_energies(q, levels, scales, masked)
+    energies = np.zeros((scales, 4))
+    scale_norm = 4.0 ** -np.arange(1, scales + 1)  # orthonormal Haar: coefficients / 2^s, squared
+    nz = counts > 0
+    energies[nz] = sums[nz] * (scale_norm[nz] / counts[nz])[:, None]
     available = 0
     while available < scales and counts[available] > 0:
         available += 1
