@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -113,6 +114,11 @@ def panel_targets() -> list[tuple[str, str, str]]:
     return [(p["title"], t["refId"], t["expr"]) for p in panels if p["type"] != "row" for t in p["targets"]]
 
 
+def variable_queries() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return [v["definition"] for v in dash["templating"]["list"] if v["type"] == "query"]
+
+
 def alert_rules() -> list[dict]:
     doc = yaml.safe_load((PROM_DIR / "alerts.yml").read_text())
     return [r for g in doc["groups"] for r in g["rules"]]
@@ -197,9 +203,12 @@ def check_dashboard_queries(prom: Prometheus, may_be_empty: set[tuple[str, str]]
         if not result and (title, ref) not in may_be_empty:
             empty.append(f"{title} [{ref}]: {expand(expr)}")
     assert not empty, "panel queries without data:\n" + "\n".join(empty)
-    # the inspection variable's query (label_values) as Grafana runs it
-    values = prom.api("label/inspection/values", **{"match[]": "inspector_results_total"})
-    assert values, "label_values(inspector_results_total, inspection) is empty"
+    # template variables (label_values(metric, label)) as Grafana runs them
+    for definition in variable_queries():
+        m = re.fullmatch(r"label_values\((\w+), (\w+)\)", definition)
+        assert m, f"unsupported variable query {definition!r}"
+        values = prom.api(f"label/{m.group(2)}/values", **{"match[]": m.group(1)})
+        assert values, f"{definition} is empty"
     return results
 
 
