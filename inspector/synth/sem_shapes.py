@@ -24,11 +24,11 @@ def _scale_to_area(pts: np.ndarray, d: float) -> np.ndarray:
 def _radial(rng: np.random.Generator, n: int, harmonics: range, amp: float, jitter: float) -> np.ndarray:
     """Star-shaped outline r(φ) = 1 + Σ a_k cos(kφ + p_k) + per-vertex jitter, unit scale."""
     phi = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-    r = np.ones(n)
-    for k in harmonics:
-        r += rng.normal(0.0, amp / np.sqrt(k)) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
-    if jitter > 0:
-        r += rng.normal(0.0, jitter, n)
+    k = np.asarray(harmonics, np.float64)
+    z = rng.standard_normal(k.size + n)
+    ph = rng.random(k.size) * (2 * np.pi)
+    r = 1.0 + (z[: k.size, None] * (amp / np.sqrt(k))[:, None] * np.cos(k[:, None] * phi[None, :] + ph[:, None])).sum(axis=0)
+    r += jitter * z[k.size :]
     r = np.clip(r, 0.55, 1.6)
     return np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)
 
@@ -91,14 +91,15 @@ def _rugged_sphere(rng: np.random.Generator, d: float, aspect: float) -> np.ndar
 
 
 def _starch(rng: np.random.Generator, d: float, aspect: float) -> np.ndarray:
-    n = int(rng.integers(5, 9))
-    phi = np.sort(rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, n, endpoint=False) + rng.normal(0, 0.18, n))
-    r = 1.0 + rng.normal(0.0, 0.06, n)
-    pts = np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)
-    pts = _chaikin(pts, 1)  # nearly spherical, but with angles
-    pts[:, 0] *= np.sqrt(aspect)
-    pts[:, 1] /= np.sqrt(aspect)
-    return pts
+    u = rng.random(18)
+    n = 5 + int(u[0] * 4)  # 5..8 corners
+    z = rng.standard_normal(2 * n)
+    phi = np.sort(u[1] * 2 * np.pi + np.arange(n) * (2 * np.pi / n) + 0.18 * z[:n])
+    r = 1.0 + 0.06 * z[n:]
+    pts = np.empty((n, 2))
+    pts[:, 0] = r * np.cos(phi) * np.sqrt(aspect)
+    pts[:, 1] = r * np.sin(phi) / np.sqrt(aspect)
+    return _chaikin(pts, 1)  # nearly spherical, but with angles
 
 
 def _lactose(rng: np.random.Generator, d: float, aspect: float) -> np.ndarray:
