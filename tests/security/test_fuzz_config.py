@@ -17,7 +17,7 @@ from inspector.control.settings import control_config
 from inspector.errors import ConfigError
 from inspector.transport.security import security_config
 
-FUZZ = settings(max_examples=200, deadline=None,
+FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True)

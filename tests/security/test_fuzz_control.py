@@ -77,7 +77,7 @@ def test_decode_reply_never_raises_anything_but_wire_error(data: bytes) -> None:
     assert r.v == 1 and isinstance(r.ok, bool)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(st.booleans(), st.dictionaries(st.text(max_size=10), json_values, max_size=5), st.none() | st.text(max_size=50))
 def test_encode_reply_always_produces_a_decodable_reply(ok, result, error) -> None:
     data = encode_reply(ok, result, error)

@@ -16,7 +16,7 @@ wire = pytest.importorskip("inspector.transport.wire", reason="transport wire fo
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # for the tests marked with KNOWN_BUG: no shrinking (the reproducers are listed below)
-FUZZ_NO_SHRINK = settings(FUZZ, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+FUZZ_NO_SHRINK = settings(FUZZ, max_examples=120, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 KNOWN_BUG = pytest.mark.xfail(
     strict=False, raises=(TypeError, ValueError, OverflowError),
     reason="wire.py decoders still let a non-WireError escape on some inputs (see KNOWN_DEFECTS; reported to the "
@@ -110,7 +110,7 @@ def test_decode_result_on_structured_headers(head: dict, payloads: list[bytes]) 
         assert isinstance(header["results"], list) and len(blobs) == len(payloads)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=120)
 @given(st.sampled_from(["event", "command", "ready"]).flatmap(header_like))
 def test_decode_event_and_command_on_structured_headers(head: dict) -> None:
     _only_wire_error(wire.decode_event, [_enc(head)])
