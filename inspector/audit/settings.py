@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inspector.errors import ConfigError
 
 if TYPE_CHECKING:
+    from inspector.audit.retention import PruneReport
     from inspector.audit.store import AuditStore
     from inspector.config import Config
 
@@ -104,3 +105,14 @@ def open_store(cfg: Config, *, create: bool = True, db: str | Path | None = None
     keyfile = hmac_key_file or acfg.hmac_key_file
     key = load_hmac_key(keyfile) if keyfile else None
     return AuditStore(path, hmac_key=key, create=create)
+
+
+def apply_retention(store: AuditStore, cfg: Config) -> PruneReport | None:
+    """Prune ``store`` by ``audit.retention`` (None when no limit is configured). Grad-CAM snapshots
+    of pruned frames are deleted from the configured Grad-CAM directory."""
+    acfg = audit_config(cfg)
+    r = acfg.retention
+    if not r.is_set():
+        return None
+    return store.prune(max_age_s=None if r.max_age_days is None else r.max_age_days * 86400.0,
+                       max_records=r.max_records, max_bytes=r.max_bytes, gradcam_dir=gradcam_dir(cfg, acfg))
