@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from inspector.audit import cli as audit_cli
 from inspector.audit.store import AuditStore
 
 CHILD = textwrap.dedent("""
@@ -53,6 +55,12 @@ def test_sigkill_mid_write_leaves_a_verifiable_store_with_every_acked_record(tmp
     assert child.returncode == -signal.SIGKILL
     assert len(acked) >= 400 and acked == list(range(2, 2 + len(acked)))  # seq 1 is the startup record
 
+    # what an operator runs after the crash: `inspector audit verify --db …` exits 0
+    parser = argparse.ArgumentParser(prog="inspector")
+    audit_cli.register(parser.add_subparsers(dest="command"), {})
+    args = parser.parse_args(["audit", "verify", "--db", str(db)])
+    assert args.func(args) == 0
+
     with AuditStore(db) as store:
         rep = store.verify()
         assert rep.ok, rep.summary()
@@ -65,3 +73,36 @@ def test_sigkill_mid_write_leaves_a_verifiable_store_with_every_acked_record(tmp
         # the store stays writable after the crash
         store.append("shutdown", {"run_id": "crash-run", "reason": "recovered after unclean stop"})
         assert store.verify().ok
+
+
+def test_concurrent_writers_and_a_verifier_keep_one_valid_chain(tmp_path: Path) -> None:
+    """Two store instances (two connections, as two processes would have) append concurrently
+    while a third verifies: BEGIN IMMEDIATE serialises the writers, verify reads one snapshot."""
+    import threading
+
+    db = tmp_path / "audit.sqlite3"
+    AuditStore(db).close()
+    errors: list[BaseException] = []
+    reports = []
+
+    def writer(tag: str) -> None:
+        try:
+            with AuditStore(db) as s:
+                for i in range(40):
+                    s.append_many([("config", {"writer": tag, "i": i}), ("config", {"writer": tag, "i": -i})])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    with AuditStore(db, create=False) as v:
+        while any(t.is_alive() for t in threads):
+            reports.append(v.verify())
+    for t in threads:
+        t.join()
+    assert not errors
+    assert reports and all(r.ok for r in reports), [r.summary() for r in reports if not r.ok]
+    with AuditStore(db) as s:
+        final = s.verify()
+        assert final.ok and final.checked == 160 == s.count()
