@@ -86,6 +86,17 @@ def _verify(args: argparse.Namespace) -> int:
     store, _ = _open(args)
     try:
         rep = store.verify(expect_head=expect, progress=sys.stderr.isatty())
+        if rep.ok:  # completeness: every acquired frame id of a run appears (exactly once: UNIQUE index)
+            for run in store.runs():
+                gaps = store.frame_gaps(run["run_id"])
+                missing = sum(b - a + 1 for a, b in gaps)
+                print(f"run {run['run_id']}: frames {run['first_frame_id']}..{run['last_frame_id']}, "
+                      f"{run['frames']} records ({run['inspected']} inspected), "
+                      + ("complete" if not gaps else f"{missing} frame ids without a record: "
+                         + ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in gaps[:10])
+                         + (" …" if len(gaps) > 10 else "")))
+                if gaps:
+                    rep.warnings.append(f"run {run['run_id']}: {missing} acquired frame ids have no record")
     finally:
         store.close()
     for w in rep.warnings:

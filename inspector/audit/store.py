@@ -291,6 +291,26 @@ class AuditStore:
             rows = self._conn.execute("SELECT frame_id FROM audit WHERE kind = 'frame' AND run_id = ?", (run_id,))
             return {int(r[0]) for r in rows}
 
+    def frame_gaps(self, run_id: str) -> list[tuple[int, int]]:
+        """Inclusive ranges of frame ids missing between the first and last recorded frame of
+        ``run_id``. Frame ids are consecutive within a run, so a gap is a frame that was acquired
+        but never recorded (empty = complete)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT frame_id + 1, nxt - 1 FROM (SELECT frame_id, LEAD(frame_id) OVER (ORDER BY frame_id) AS nxt "
+                "FROM audit WHERE kind = 'frame' AND run_id = ?) WHERE nxt > frame_id + 1", (run_id,)).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Per run: number of frame records, first/last frame id, records per outcome."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT run_id, COUNT(*), MIN(frame_id), MAX(frame_id), "
+                "SUM(json_extract(payload, '$.outcome') = 'inspected'), MIN(ts) FROM audit WHERE kind = 'frame' "
+                "GROUP BY run_id ORDER BY MIN(ts)").fetchall()
+        return [{"run_id": r, "frames": int(n), "first_frame_id": int(lo), "last_frame_id": int(hi),
+                 "inspected": int(ok or 0)} for r, n, lo, hi, ok, _ in rows]
+
     def unclosed_runs(self) -> list[str]:
         """run_ids with a ``startup`` record and no ``shutdown`` record (the daemon died: record it)."""
         with self._lock:

@@ -58,8 +58,20 @@ def db(tmp_path: Path) -> Path:
 def test_verify_ok_prints_the_head_for_external_logging(db: Path, capsys) -> None:
     assert run(["audit", "verify", "--db", str(db)]) == 0
     out = capsys.readouterr().out
+    assert "run r: frames 0..3, 4 records (3 inspected), complete" in out
     head = [ln for ln in out.splitlines() if ln.startswith("head ")][0].split()[1]
     assert run(["audit", "verify", "--db", str(db), "--expect-head", head]) == 0
+
+
+def test_verify_reports_frames_without_a_record(db: Path, capsys) -> None:
+    with AuditStore(db) as s:
+        s.append("frame", {"run_id": "r", "frame_id": 6, "camera": "cam0", "acquired_at": 1.7e9,
+                           "outcome": "lost", "reason": "worker crashed", "decisions": [],
+                           "config_sha256": "c" * 64, "lot": "L7", "recipe": "R"})
+    assert run(["audit", "verify", "--db", str(db)]) == 0  # the chain is intact ...
+    captured = capsys.readouterr()
+    assert "run r: frames 0..6, 5 records (3 inspected), 2 frame ids without a record: 4..5" in captured.out
+    assert "2 acquired frame ids have no record" in captured.err  # ... but the gap is flagged
 
 
 def test_verify_fails_with_exit_1_naming_the_seq(db: Path, capsys) -> None:

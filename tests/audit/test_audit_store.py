@@ -134,6 +134,16 @@ def test_triggers_refuse_update_delete_and_out_of_order_insert(store: AuditStore
     assert store.count() == 3 and store.verify().ok
 
 
+def test_frame_gaps_and_run_summary_show_unrecorded_frames(store: AuditStore) -> None:
+    store.append_many([("frame", frame(i)) for i in (3, 4, 5, 8, 10, 11)])
+    store.append_many([("frame", frame(i, run="run-2", outcome="dropped", reason="paused")) for i in range(3)])
+    assert store.frame_gaps("run-1") == [(6, 7), (9, 9)]
+    assert store.frame_gaps("run-2") == [] and store.frame_gaps("nope") == []
+    assert store.runs() == [
+        {"run_id": "run-1", "frames": 6, "first_frame_id": 3, "last_frame_id": 11, "inspected": 6},
+        {"run_id": "run-2", "frames": 3, "first_frame_id": 0, "last_frame_id": 2, "inspected": 0}]
+
+
 def test_unclosed_runs_lists_runs_without_shutdown(store: AuditStore) -> None:
     store.append("startup", {"run_id": "a"})
     store.append("shutdown", {"run_id": "a", "reason": "SIGTERM"})
