@@ -30,7 +30,7 @@ class ParticleStats:
 
 
 def measure_particles(img: np.ndarray, *, min_area: int = 100, smooth_sigma: float = 2.0, crop_rows: int | None = None) -> ParticleStats:
-    """Segment bright particles on the dark tape and measure each connected component.
+    """Segment bright particles on the dark tape (Otsu, holes filled) and measure each connected component.
 
     ``crop_rows``: keep only the first rows (e.g. 960 to drop a 64-row SEM data bar).
     """
@@ -40,6 +40,9 @@ def measure_particles(img: np.ndarray, *, min_area: int = 100, smooth_sigma: flo
         img = img[:crop_rows]
     blur = cv2.GaussianBlur(img, (0, 0), smooth_sigma) if smooth_sigma > 0 else img
     thr, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # fill holes: SE particles are bright at their rims, and a flat top may fall below the threshold
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(mask, contours, -1, 255, thickness=cv2.FILLED)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     keep = np.flatnonzero(areas >= min_area) + 1

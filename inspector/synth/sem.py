@@ -55,14 +55,14 @@ def sem_class_info(cls: str | int) -> dict[str, Any]:
 def _background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Carbon tape: (height map, material map, texture field), float32.
 
-    The texture field (fine grain + medium lumps, unit-ish variance) is the tape's relief and is
-    reused, scaled per class, as the particles' surface roughness.
+    The tape's relief is fine grain plus medium lumps; the texture field (unit-ish variance, mostly
+    the medium scale) is reused, scaled per class, as the particles' surface roughness.
     """
     low = smooth_noise(rng, h, w, 160.0)
-    texture = smooth_noise(rng, h, w, 2.5)
-    texture *= np.float32(0.7)
-    texture += smooth_noise(rng, h, w, 10.0) * np.float32(0.6)
-    height_map = texture * np.float32(1.2)
+    fine = smooth_noise(rng, h, w, 2.5)
+    medium = smooth_noise(rng, h, w, 10.0)
+    height_map = cv2.addWeighted(fine, 0.84, medium, 0.72, 0.0)  # tape grain
+    texture = cv2.addWeighted(fine, 0.3, medium, 0.9, 0.0)  # particle roughness: mostly medium scale
     material = low
     material *= np.float32(0.10 * TAPE_YIELD)
     material += np.float32(TAPE_YIELD)

@@ -141,8 +141,8 @@ def draw_particles(
             period = float(rng.uniform(4.0, 7.0))
             rel += np.float32(min(0.04 * r_in, 0.8)) * np.sin(d_loc * np.float32(2 * np.pi / period))
         elif p.shape == "rugged_sphere" and lumps is not None and pits is not None:
-            rel += np.float32(0.10 * r_in) * lumps[fy, fx]
-            rel -= np.float32(0.24 * r_in) * np.clip(pits[fy, fx] - np.float32(0.9), 0, None)
+            rel += np.float32(0.06 * r_in) * lumps[fy, fx]
+            rel -= np.float32(0.12 * r_in) * np.clip(pits[fy, fx] - np.float32(1.0), 0, None)
         elif p.shape == "starch" and rng.random() < 0.4:
             # hilum dimple / pressure facet on some starch granules
             rel -= np.float32(0.25 * r_in) * cv2.exp((d_loc - np.float32(r_in)) ** 2 * np.float32(-1.0 / (2 * (0.25 * r_in) ** 2 + 1e-6)))

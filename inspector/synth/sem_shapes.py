@@ -173,6 +173,6 @@ def profile(shape: str, dist: np.ndarray, height: float) -> np.ndarray:
     if r <= 0:
         return np.zeros_like(dist)
     if shape == "lactose":
-        return (np.minimum(dist, np.float32(0.55 * r)) * np.float32(1.4 * height)).astype(np.float32)
+        return (np.minimum(dist, np.float32(0.55 * r)) * np.float32(0.9 * height)).astype(np.float32)
     d = np.minimum(dist, np.float32(r))
     return (np.sqrt(d * (np.float32(2 * r) - d)) * np.float32(height)).astype(np.float32)

@@ -100,7 +100,7 @@ SEM_SPECS: tuple[SemClassSpec, ...] = (
         F("sphere", 0.15, 85, 1.25, 1.07, 1.04, 0.025, 1.0),
     ), 0.45, 0.82, 5, 180),
     SemClassSpec("PEARLITOL 200SD", 150, (
-        F("rugged_sphere", 1.00, 180, 1.30, 1.12, 1.08, 0.16, 0.95),
+        F("rugged_sphere", 1.00, 180, 1.30, 1.12, 1.08, 0.08, 0.95),
     ), 0.52, 0.80, 60, 420),
     # lactose is standardised at 150× within the brand: the three grades differ in size
     SemClassSpec("Pharmatose 100M", 150, (
