@@ -74,7 +74,9 @@ class _CameraThread(threading.Thread):
                 t0 = time.perf_counter()
                 try:
                     raw = cam.read(cam_cfg.fetch_timeout_s)
-                except CameraError as e:
+                except Exception as e:  # CameraError, or a driver bug: same recovery
+                    if not isinstance(e, CameraError):
+                        log.exception("camera driver failed")
                     log.error("camera fault: %s — closing and re-creating the acquirer", e)
                     self.events.send("camera", state="down", error=str(e))
                     self._next_id = cam._next_id
@@ -101,7 +103,7 @@ class _CameraThread(threading.Thread):
             out.close()
 
     def _bad_input(self, kind: str, message: str) -> None:
-        self.events.send("bad_input", kind=kind, message=message)
+        self.events.send("bad_input", input_kind=kind, message=message)
 
 
 class _EventSender:
@@ -118,19 +120,21 @@ class _EventSender:
             self.sock.send_multipart(wire.encode_event(event, **fields))
 
 
-def run_acquisition(cfg_data: dict[str, Any], endpoints: dict[str, str], run_id: str) -> None:
+def run_acquisition(cfg_data: dict[str, Any], endpoints: dict[str, str], run_id: str,
+                    first_frame_id: int = 0) -> None:
     """Process entry point (spawned by the supervisor)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor coordinates shutdown
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C reaches the whole process group: the supervisor coordinates the drain. SIGTERM stays
+    # fatal so that the supervisor (and systemd's final kill) can always stop a child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=cfg_data.get("log", {}).get("level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = Config(**cfg_data)
     ep = Endpoints(**endpoints)
-    Broker(cfg, ep, run_id).run()
+    Broker(cfg, ep, run_id, first_frame_id).run()
 
 
 class Broker:
-    def __init__(self, cfg: Config, ep: Endpoints, run_id: str):
+    def __init__(self, cfg: Config, ep: Endpoints, run_id: str, first_frame_id: int = 0):
         self.cfg, self.ep, self.run_id = cfg, ep, run_id
         self.ctx = zmq.Context()
         self.events = _EventSender(self.ctx, ep.events)
@@ -151,6 +155,7 @@ class Broker:
         self.capacity = cfg.queue.capacity
         self.policy = cfg.queue.when_full
         self.camera = _CameraThread(cfg, self.ctx, run_id, self.events)
+        self.camera._next_id = first_frame_id
         self.context: dict[str, Any] = cfg.lot_context()
         self.camera.context = dict(self.context)
         self.stopping = False
@@ -176,6 +181,9 @@ class Broker:
                     elif sock is self.cmd:
                         deadline = self._on_command() or deadline
                 now = time.monotonic()
+                if not self.stopping and not self.camera.is_alive():
+                    log.error("camera thread ended unexpectedly; acquisition exits to be restarted")
+                    raise SystemExit(1)
                 if now - last_stats > 0.5:
                     self.events.send("stats", queue_depth=len(self.queue), idle_workers=len(self.idle))
                     last_stats = now
@@ -218,7 +226,7 @@ class Broker:
             ident, *rest = self.router.recv_multipart()
             wire.decode_header(rest[0] if rest else b"", expect="ready")
         except (WireError, IndexError, ValueError) as e:
-            self.events.send("bad_input", kind="malformed_message", message=f"from a worker: {e}")
+            self.events.send("bad_input", input_kind="malformed_message", message=f"from a worker: {e}")
             return
         if ident not in self.gone and ident not in self.idle:
             self.idle.append(ident)

@@ -18,6 +18,7 @@ def register(sub, groups) -> None:
     csub = c.add_subparsers(dest="what", metavar="WHAT", required=True)
     chk = csub.add_parser("check", help="validate a config file (and INSPECTOR_* environment) without starting")
     chk.add_argument("file", nargs="?", help="YAML config file (default: the embedded demo configuration)")
+    chk.add_argument("--config", "-c", dest="config_opt", help="same as FILE")
     chk.add_argument("--print", action="store_true", help="print the effective configuration as JSON")
     chk.set_defaults(func=_config_check)
 
@@ -41,23 +42,33 @@ def register(sub, groups) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from inspector.config import load_config
+    from inspector.control.settings import control_config
+    from inspector.daemon.control_hook import ControlHook
     from inspector.daemon.ops_hook import OpsHook
     from inspector.daemon.supervisor import Supervisor
+    from inspector.transport.security import security_config
 
     cfg = load_config(args.config)
+    control_config(cfg), security_config(cfg)  # validate the extension blocks before starting
     logging.getLogger().setLevel(cfg.log.level if not args.verbose else "DEBUG")
     sup = Supervisor(cfg)
-    sup.hooks.append(OpsHook(sup))
+    sup.hook_factories += [OpsHook, ControlHook]
     return sup.run(duration=args.duration)
 
 
 def _config_check(args: argparse.Namespace) -> int:
     from inspector.config import load_config
 
-    cfg = load_config(args.file)
+    from inspector.audit.settings import audit_config
+    from inspector.control.settings import control_config
+    from inspector.transport.security import security_config
+
+    path = args.file or args.config_opt
+    cfg = load_config(path)
+    audit_config(cfg), control_config(cfg), security_config(cfg)
     if args.print:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    print(f"ok: {args.file or 'embedded default'} is valid; sha256 {cfg.sha256()}", file=sys.stderr)
+    print(f"ok: {path or 'embedded default'} is valid; sha256 {cfg.sha256()}", file=sys.stderr)
     return 0
 
 

@@ -8,9 +8,10 @@ The supervisor flushes before it publishes, so nothing reaches the line that is 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from inspector.audit.settings import open_store
+from inspector.audit.settings import apply_retention, open_store
 from inspector.config import Config
 from inspector.daemon.ledger import FrameState
 from inspector.frame import FrameMeta
@@ -24,6 +25,18 @@ class Recorder:
         self.cfg, self.run_id, self.config_sha256, self.metrics = cfg, run_id, config_sha256, metrics
         self.store = open_store(cfg)
         self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._next_retention = time.monotonic() + 60.0
+
+    def maybe_apply_retention(self, every_s: float = 3600.0) -> None:
+        """Prune by age/size now and then (the store records what it pruned)."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + every_s
+        self.flush()
+        report = apply_retention(self.store, self.cfg)
+        if report is not None:
+            log.info("audit retention: %s", report)
 
     # ------------------------------------------------------------------ records
     def startup(self) -> None:

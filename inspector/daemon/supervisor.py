@@ -15,6 +15,7 @@ from typing import Any
 
 import zmq
 
+from inspector.acquisition import make_camera
 from inspector.config import Config, validate_inspections
 from inspector.daemon.acquisition import run_acquisition
 from inspector.daemon.endpoints import Endpoints
@@ -26,6 +27,8 @@ from inspector.errors import WireError
 from inspector.frame import FrameMeta
 from inspector.ops.metrics import Metrics
 from inspector.transport import wire
+from inspector.transport.security import (require_secure_for_tcp, secure_server, security_config,
+                                          stop_authenticator)
 
 log = logging.getLogger("inspector.supervisor")
 results_log = logging.getLogger("inspector.results")
@@ -57,11 +60,20 @@ class Supervisor:
         self.recorder = Recorder(cfg, self.run_id, self.config_sha256, self.metrics)
         self._last_status = 0.0
         self._last_progress = time.monotonic()
-        self.hooks: list[Any] = []  # objects with .tick(supervisor) (health server, notifier, control)
+        self._finished_out: dict[int, Any] = {}  # frames ended, waiting for earlier ones (in-order release)
+        self._next_out = 0
+        self.first_frame_id = 0  # a restarted acquisition process continues the numbering
+        # hook factories, called once sockets exist: objects with .tick(supervisor) and .close()
+        # (health/metrics listener + sd_notify, control channel)
+        self.hook_factories: list[Any] = []
+        self.hooks: list[Any] = []
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, duration: float | None = None) -> int:
-        validate_inspections(self.cfg)  # fail before starting anything
+        # fail before starting anything: inspections/models, and the camera driver's own settings
+        # (GenTL producer file, replay folder) — the device itself is opened by the acquisition process
+        validate_inspections(self.cfg)
+        make_camera(self.cfg.camera, self.cfg.camera_id())
         self.ctx = zmq.Context()
         self.events = self.ctx.socket(zmq.PULL)
         self.events.setsockopt(zmq.MAXMSGSIZE, self.cfg.transport.max_message_bytes)
@@ -69,10 +81,14 @@ class Supervisor:
         self.commands = self.ctx.socket(zmq.PUB)
         self.commands.setsockopt(zmq.LINGER, 0)
         self.commands.bind(self.ep.commands)
-        self.publisher = Publisher(self.ctx, self.cfg.publish.endpoint)
+        sec = security_config(self.cfg)
+        require_secure_for_tcp(self.cfg.publish.endpoint, sec)
+        self.publisher = Publisher(self.ctx, self.cfg.publish.endpoint,
+                                   secure=lambda sock: secure_server(sock, sec, self.ctx))
         self.metrics.queue_capacity.set(self.cfg.queue.capacity)
         self.metrics.workers_configured.set(self.cfg.workers)
         self.recorder.startup()
+        self.hooks = [factory(self) for factory in self.hook_factories]
         old_term = signal.signal(signal.SIGTERM, self._on_signal)
         old_int = signal.signal(signal.SIGINT, self._on_signal)
         log.info("run %s: config sha256 %s, %d worker(s), camera %s, publishing on %s", self.run_id,
@@ -80,18 +96,26 @@ class Supervisor:
         try:
             for i in range(self.cfg.workers):
                 self._start_worker(i)
-            self.acq = self.mp.Process(target=run_acquisition, name="inspector-acquisition",
-                                       args=(self.cfg_data, self.ep.to_dict(), self.run_id), daemon=True)
-            self.acq.start()
-            end = time.monotonic() + duration if duration else None
+            self._start_acquisition()
+            # --duration counts from readiness (start-up of workers and models is not inspection
+            # time), with a hard cap in case the daemon never becomes ready
+            started = time.monotonic()
+            end = None
             while not self.stop_requested:
                 self._poll(100)
                 self._check_children()
                 self._tick()
-                if end is not None and time.monotonic() >= end:
-                    log.info("duration of %.1f s reached", duration)
-                    break
+                if duration:
+                    now = time.monotonic()
+                    if end is None and (self.readiness()[0] or now - started > 120):
+                        end = now + duration
+                    if end is not None and now >= end:
+                        log.info("duration of %.1f s reached", duration)
+                        break
             self._shutdown()
+        except BaseException:
+            self._kill_children()
+            raise
         finally:
             signal.signal(signal.SIGTERM, old_term)
             signal.signal(signal.SIGINT, old_int)
@@ -113,6 +137,13 @@ class Supervisor:
                             args=(self.cfg_data, self.ep.to_dict(), name), daemon=True)
         p.start()
         self.workers[index] = (p, name)
+
+    def _start_acquisition(self) -> None:
+        first = max([self._next_out, *(i + 1 for i in self.ledger.inflight), *(i + 1 for i in self._finished_out)])
+        self.first_frame_id = first
+        self.acq = self.mp.Process(target=run_acquisition, name="inspector-acquisition",
+                                   args=(self.cfg_data, self.ep.to_dict(), self.run_id, first), daemon=True)
+        self.acq.start()
 
     def command(self, op: str, **fields: Any) -> None:
         self.commands.send(wire.encode_command(op, **fields))
@@ -170,7 +201,8 @@ class Supervisor:
             m.camera_up.set(1 if self.camera_up else 0)
             self.recorder.event("camera", {"state": state, "error": ev.get("error")})
         elif name == "bad_input":
-            m.bad_input.labels(kind=str(ev.get("kind", "unknown"))).inc()
+            m.bad_input.labels(kind=str(ev.get("input_kind", "unknown"))).inc()
+            log.warning("bad input (%s): %s", ev.get("input_kind"), ev.get("message"))
             if ev.get("frame_id") is not None:
                 self._lost(int(ev["frame_id"]), "malformed_frame")
         elif name == "worker_ready":
@@ -211,14 +243,31 @@ class Supervisor:
         if st is None:
             log.warning("duplicate result for frame %d ignored", meta.frame_id)
             return
-        m = self.metrics
-        t0 = time.perf_counter()
-        headers = [result_header(meta, r) for r in header["results"]]
         # audit first: nothing is published that is not on record
         self.recorder.inspected(meta, header["results"])
         self.recorder.flush()
-        for r, h in zip(header["results"], headers):
-            self.publisher.result(h)
+        self._release(meta.frame_id, (header, payloads))
+
+    def _release(self, frame_id: int, item: tuple[dict[str, Any], list[bytes]] | None) -> None:
+        """Publish in frame order: a result waits until every earlier frame has ended (inspected,
+        dropped or lost), so the line sees strictly increasing frame ids whatever the worker count."""
+        if frame_id < self._next_out:  # cannot happen with consecutive ids; never hold it back
+            if item is not None:
+                self._publish(*item)
+            return
+        self._finished_out[frame_id] = item
+        while self._next_out in self._finished_out:
+            it = self._finished_out.pop(self._next_out)
+            if it is not None:
+                self._publish(*it)
+            self._next_out += 1
+
+    def _publish(self, header: dict[str, Any], payloads: list[bytes]) -> None:
+        meta: FrameMeta = header["meta"]
+        m = self.metrics
+        t0 = time.perf_counter()
+        for r in header["results"]:
+            self.publisher.result(result_header(meta, r))
             for a in r.get("attachments", []):
                 self.publisher.attachment(a["kind"], r["inspection"], a["header"], payloads[a["index"]])
         publish_s = time.perf_counter() - t0
@@ -243,6 +292,7 @@ class Supervisor:
             return
         self.metrics.frames_dropped.labels(reason=reason).inc()
         self.recorder.not_inspected(st, "dropped", reason)
+        self._release(frame_id, None)
 
     def _lost(self, frame_id: int, reason: str) -> None:
         st = self.ledger.finish(frame_id, "lost")
@@ -250,6 +300,7 @@ class Supervisor:
             return
         self.metrics.frames_lost.labels(reason=reason).inc()
         self.recorder.not_inspected(st, "lost", reason)
+        self._release(frame_id, None)
         log.warning("frame %d lost (%s)", frame_id, reason)
 
     def _check_children(self) -> None:
@@ -277,11 +328,15 @@ class Supervisor:
             log.error("acquisition process exited with code %s; restarting it", self.acq.exitcode)
             self.camera_up = False
             self.metrics.camera_up.set(0)
-            self.acq = self.mp.Process(target=run_acquisition, name="inspector-acquisition",
-                                       args=(self.cfg_data, self.ep.to_dict(), self.run_id), daemon=True)
-            self.acq.start()
+            self._poll(0)
+            for st in self.ledger.outstanding():
+                if st.worker is None:  # still in the dead process's queue
+                    self._lost(st.frame_id, "acquisition_died")
+            self.recorder.flush()
+            self._start_acquisition()
 
     def _tick(self) -> None:
+        self.recorder.maybe_apply_retention()
         alive = sum(1 for p, n in self.workers.values() if p.exitcode is None and n in self.ready_workers)
         self.metrics.workers_up.set(alive)
         ok, _ = self.readiness()
@@ -329,6 +384,12 @@ class Supervisor:
         self._poll(0)
         self.recorder.shutdown(self.ledger.counts)
 
+    def _kill_children(self) -> None:
+        for p in [*(p for p, _ in self.workers.values()), self.acq]:
+            if p is not None and p.is_alive():
+                p.kill()
+                p.join(2)
+
     def _close(self) -> None:
         for hook in self.hooks:
             if hasattr(hook, "close"):
@@ -339,9 +400,13 @@ class Supervisor:
         for name in ("events", "commands"):
             if hasattr(self, name):
                 getattr(self, name).close(0)
+        try:
+            self.recorder.close()
+        except Exception as e:  # already failing: report, do not mask the first error
+            log.error("closing the audit store: %s", e)
         if hasattr(self, "ctx"):
+            stop_authenticator(self.ctx)  # the ZAP thread holds a socket: term() would wait for it
             self.ctx.term()
-        self.recorder.close()
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
 

@@ -68,8 +68,7 @@ def run_inspections(inspections: list[Inspection], frame: Frame) -> tuple[list[d
 
 def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str) -> None:
     """Process entry point (spawned by the supervisor)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # see acquisition.run_acquisition
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     logging.basicConfig(level=cfg_data.get("log", {}).get("level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -135,7 +134,7 @@ class _Loop:
             frame = wire.decode_frame(parts, max_bytes=self.cfg.transport.max_message_bytes)
         except WireError as e:
             fid = _frame_id_or_none(parts)
-            self.push.send_multipart(wire.encode_event("bad_input", kind="malformed_frame", frame_id=fid,
+            self.push.send_multipart(wire.encode_event("bad_input", input_kind="malformed_frame", frame_id=fid,
                                                        worker=self.worker, message=str(e)))
             return
         results, payloads = run_inspections(self.inspections, frame)

@@ -48,7 +48,9 @@ def _dumps(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
-def encode_header(kind: str, **fields: Any) -> bytes:
+def encode_header(kind: str, /, **fields: Any) -> bytes:
+    if "v" in fields or "kind" in fields:
+        raise ValueError("'v' and 'kind' are reserved header fields")
     return _dumps({"v": VERSION, "kind": kind, **fields})
 
 
@@ -59,7 +61,7 @@ def decode_header(data: bytes | memoryview, *, expect: str | None = None,
         raise WireError(f"header of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
         obj = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise WireError(f"header is not UTF-8 JSON: {e}") from None
     if not isinstance(obj, dict):
         raise WireError("header is not a JSON object")
@@ -91,7 +93,7 @@ def _check_meta(meta: Any) -> FrameMeta:
         raise WireError("frame header has no meta object")
     try:
         m = FrameMeta.from_dict(meta)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise WireError(f"frame meta is malformed: {e!r}") from None
     if not math.isfinite(m.acquired_at) or m.frame_id < 0:
         raise WireError("frame meta has an invalid frame_id or acquired_at")
@@ -106,7 +108,7 @@ def decode_frame(parts: Sequence[Any], *, max_bytes: int = MAX_PIXELS_BYTES) -> 
         raise WireError(f"frame message has {len(parts)} parts, expected 2")
     head = decode_header(_buf(parts[0]), expect="frame")
     dtype_name = head.get("dtype")
-    if dtype_name not in DTYPES:
+    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
         raise WireError(f"pixel dtype {dtype_name!r} not allowed (allowed: {', '.join(DTYPES)})")
     dtype = np.dtype(DTYPES[dtype_name])
     shape = head.get("shape")
@@ -171,8 +173,12 @@ def decode_result(parts: Sequence[Any]) -> tuple[dict[str, Any], list[bytes]]:
             raise WireError(f"result verdict {r.get('verdict')!r} is not pass|reject|error")
         if not isinstance(r.get("scores", {}), dict):
             raise WireError("result scores is not an object")
-        for a in r.get("attachments", []):
-            if not isinstance(a, dict) or not isinstance(a.get("index"), int) or not 0 <= a["index"] < len(payloads):
+        attachments = r.get("attachments", [])
+        if not isinstance(attachments, list):
+            raise WireError("result attachments is not a list")
+        for a in attachments:
+            idx = a.get("index") if isinstance(a, dict) else None
+            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(payloads):
                 raise WireError("result attachment refers to a missing payload")
     return head, payloads
 

@@ -15,13 +15,8 @@ from inspector.errors import WireError
 wire = pytest.importorskip("inspector.transport.wire", reason="transport wire format not present in this build")
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# for the tests marked with KNOWN_BUG: no shrinking (the reproducers are listed below)
+# broad generators: no shrinking phase (keeps the suite fast; failures print the example)
 FUZZ_NO_SHRINK = settings(FUZZ, max_examples=120, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-KNOWN_BUG = pytest.mark.xfail(
-    strict=False, raises=(TypeError, ValueError, OverflowError),
-    reason="wire.py decoders still let a non-WireError escape on some inputs (see KNOWN_DEFECTS; reported to the "
-           "owner). Remove this mark once they are fixed: the test must then pass.")
-
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
                       max_leaves=15)
@@ -87,7 +82,6 @@ def test_multipart_decoders_on_arbitrary_frames(parts: list[bytes]) -> None:
     _only_wire_error(wire.decode_event, parts)
 
 
-@KNOWN_BUG
 @FUZZ_NO_SHRINK
 @given(header_like("frame"), st.binary(max_size=128))
 @example({"v": 1, "kind": "frame", "dtype": "uint8", "shape": [2, 2], "strides": [2, 1],
@@ -100,7 +94,6 @@ def test_decode_frame_on_structured_headers(head: dict, pixels: bytes) -> None:
         assert f.pixels.shape[:2] == (f.meta.height, f.meta.width)
 
 
-@KNOWN_BUG
 @FUZZ_NO_SHRINK
 @given(header_like("result"), st.lists(st.binary(max_size=16), max_size=3))
 def test_decode_result_on_structured_headers(head: dict, payloads: list[bytes]) -> None:
@@ -118,7 +111,7 @@ def test_decode_event_and_command_on_structured_headers(head: dict) -> None:
 
 
 _META = {"camera": "c", "frame_id": 1, "acquired_at": 1.0, "width": 2, "height": 2, "pixel_format": "Mono8"}
-KNOWN_DEFECTS = [  # found by this fuzzer; reported to the owner of wire.py
+KNOWN_DEFECTS = [  # found by this fuzzer, fixed in wire.py: regression cases
     pytest.param("decode_command", b'{"v":1,"kind":"command","op":"stop","x":' + b"9" * 5000 + b"}",
                  id="int-over-4300-digits-ValueError"),
     pytest.param("decode_frame", [_enc({"v": 1, "kind": "frame", "dtype": "uint8", "shape": [2, 2], "strides": [2, 1],
@@ -131,7 +124,6 @@ KNOWN_DEFECTS = [  # found by this fuzzer; reported to the owner of wire.py
 ]
 
 
-@KNOWN_BUG
 @pytest.mark.parametrize("decoder, message", KNOWN_DEFECTS)
 def test_known_decoder_defects_raise_wire_error(decoder: str, message) -> None:
     with pytest.raises(WireError):

@@ -1,0 +1,125 @@
+"""The control channel inside the supervisor: reload a model, set the lot / expected excipient,
+pause and resume. Every command is validated, acknowledged, and audited (by the ControlServer)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from inspector.config import validate_inspections
+from inspector.control.protocol import ControlRequest
+from inspector.control.server import ControlServer
+from inspector.control.settings import control_config
+from inspector.errors import ConfigError, InspectorError
+from inspector.inspections import inspection_class
+from inspector.transport.security import security_config
+
+if TYPE_CHECKING:
+    from inspector.daemon.supervisor import Supervisor
+
+log = logging.getLogger("inspector.control")
+
+
+class _AuditAdapter:
+    """Appends control records in order with the supervisor's buffered records."""
+
+    def __init__(self, sup: Supervisor):
+        self.sup = sup
+
+    def append(self, kind: str, record: dict[str, Any]) -> int:
+        self.sup.recorder.event(kind, record)
+        self.sup.recorder.flush()
+        return 0
+
+
+class ControlHook:
+    def __init__(self, sup: Supervisor):
+        self.sup = sup
+        ccfg = control_config(sup.cfg)
+        self.server = ControlServer(
+            sup.ctx, ccfg.endpoint, self.handle, security_config(sup.cfg), audit=_AuditAdapter(sup),
+            on_bad_message=lambda kind: sup.metrics.bad_input.labels(kind=kind).inc())
+        self.poller = zmq.Poller()
+        self.poller.register(self.server.socket, zmq.POLLIN)
+        log.info("control channel on %s", self.server.endpoint)
+
+    def tick(self, sup: Supervisor) -> None:
+        while self.poller.poll(0):
+            self.server.handle_one()
+
+    def close(self) -> None:
+        self.server.close()
+
+    # ------------------------------------------------------------------ commands
+    def handle(self, req: ControlRequest) -> dict[str, Any]:
+        sup, m = self.sup, self.sup.metrics
+        try:
+            result = getattr(self, f"_cmd_{req.cmd}")(req)
+        except InspectorError:
+            m.control_commands.labels(command=req.cmd, outcome="refused").inc()
+            raise
+        m.control_commands.labels(command=req.cmd, outcome="ok").inc()
+        log.info("control: %s %s by %s", req.cmd, req.args.model_dump(), req.user)
+        return result
+
+    def _cmd_status(self, req: ControlRequest) -> dict[str, Any]:
+        ok, reasons = self.sup.readiness()
+        return {"ready": ok, "reasons": reasons, "paused": self.sup.paused, "counts": dict(self.sup.ledger.counts),
+                "context": self.sup.context, "models": self.sup.models, "run_id": self.sup.run_id}
+
+    def _cmd_pause(self, req: ControlRequest) -> dict[str, Any]:
+        self.sup.paused = True
+        self.sup.metrics.paused.set(1)
+        self.sup.command("pause")
+        return {"paused": True}
+
+    def _cmd_resume(self, req: ControlRequest) -> dict[str, Any]:
+        self.sup.paused = False
+        self.sup.metrics.paused.set(0)
+        self.sup.command("resume")
+        return {"paused": False}
+
+    def _cmd_set_lot(self, req: ControlRequest) -> dict[str, Any]:
+        a = req.args
+        ctx = {"lot": a.lot, "recipe": a.recipe}
+        return self._set_context(ctx, req)
+
+    def _cmd_set_expected(self, req: ControlRequest) -> dict[str, Any]:
+        name = req.args.excipient
+        self._check_params("excipient_identity", {"expected": name}, required=False)
+        return self._set_context({"expected_excipient": name}, req)
+
+    def _set_context(self, ctx: dict[str, Any], req: ControlRequest) -> dict[str, Any]:
+        sup = self.sup
+        sup.context.update({k: v for k, v in ctx.items()})
+        sup.context = {k: v for k, v in sup.context.items() if v is not None}
+        sup.command("context", context=sup.context)
+        sup.recorder.event("lot_change", {**sup.context, "by": req.user})
+        return {"context": sup.context}
+
+    def _cmd_reload_model(self, req: ControlRequest) -> dict[str, Any]:
+        name, version = req.args.inspection, req.args.version
+        # verify (sha256, classes) here first: a bad model is refused before any worker drops its own
+        self._check_params(name, {"version": version}, required=True)
+        request_id = uuid.uuid4().hex[:12]
+        for spec in self.sup.cfg_data["inspections"]:  # restarted workers load the new version too
+            if spec["name"] == name:
+                spec.setdefault("params", {})["version"] = version
+        self.sup.command("reload", inspection=name, version=version, request_id=request_id)
+        return {"inspection": name, "version": version or "latest", "request_id": request_id,
+                "workers": len(self.sup.workers), "note": "workers swap after verifying; see model_reload records"}
+
+    def _check_params(self, inspection: str, update: dict[str, Any], *, required: bool) -> None:
+        specs = [s for s in self.sup.cfg.enabled_inspections() if s.name == inspection]
+        if not specs:
+            if required:
+                raise ConfigError(f"inspection {inspection!r} is not running")
+            return
+        cls = inspection_class(inspection)
+        if "version" in update and "version" not in cls.Params.model_fields:
+            raise ConfigError(f"inspection {inspection!r} has no model to reload")
+        params = validate_inspections(self.sup.cfg)[inspection].model_copy(update=update)
+        cls.validate_static(params, self.sup.cfg)
