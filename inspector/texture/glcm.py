@@ -69,9 +69,13 @@ def glcm_names(distances: tuple[int, ...]) -> list[str]:
     return [prefix + f for prefix, _, _ in offsets_for(distances) for f in GLCM_FEATURES]
 
 
-#: rows per tile of the counting kernel: the tile's codes stay in L1/L2 while every offset's
-#: matrix (≤ 66 KiB at 128 levels) is hot in turn
+#: rows per tile of the counting kernel: the tile's codes stay in L1/L2 while each offset's
+#: count matrix is hot in turn
 _TILE_ROWS = 16
+#: copies of each count matrix, alternating by column: on smooth textures consecutive pixels
+#: often hit the same bin, and two copies halve the chains of dependent increments (measured
+#: 1.5x faster on a resized real image, neutral on white noise; 4+ copies overflow L1)
+_COPIES = 2
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -80,11 +84,12 @@ def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
 
     Rows are processed in tiles of ``_TILE_ROWS``; within a tile the offsets are the outer loop,
     so one count matrix at a time is written (no cache thrashing between the 20 matrices), and
-    the first pixel of each pair is read from a precomputed ``q * nbins`` code row.
+    the first pixel of each pair is read from a precomputed code row ``q * nbins + copy``.
     """
     h, w = q.shape
     k_n = offsets.shape[0]
-    out = np.zeros((k_n, nbins * nbins), np.int32)  # < 2^31 pairs: checked by the caller
+    nn = nbins * nbins
+    sub = np.zeros((k_n, _COPIES * nn), np.int32)  # < 2^31 pairs: checked by the caller
     code = np.empty((_TILE_ROWS, w), np.uint32)
     nb = np.uint32(nbins)
     for r0 in range(0, h, _TILE_ROWS):
@@ -93,11 +98,11 @@ def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
             row = q[r]
             cr = code[r - r0]
             for c in range(w):
-                cr[c] = np.uint32(row[c]) * nb
+                cr[c] = np.uint32(row[c]) * nb + np.uint32((c % _COPIES) * nn)
         for k in range(k_n):
             dr = offsets[k, 0]
             dc = offsets[k, 1]
-            o = out[k]
+            o = sub[k]
             for r in range(r0, min(r1, h - dr)):
                 cr = code[r - r0]
                 row2 = q[r + dr]
@@ -108,6 +113,11 @@ def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
                     n = -dc
                     for c in range(w - n):
                         o[cr[c + n] + np.uint32(row2[c])] += 1
+    out = np.zeros((k_n, nn), np.int64)
+    for k in range(k_n):
+        for j in range(_COPIES):
+            for i in range(nn):
+                out[k, i] += sub[k, j * nn + i]
     return out
 
 
@@ -122,7 +132,6 @@ def cooccurrence(q: np.ndarray, levels: int, distances: tuple[int, ...]) -> np.n
     offs = np.array([(dr, dc) for _, dr, dc in offsets_for(distances)], dtype=np.int64)
     nbins = levels + 1
     counts = _count_pairs(q, offs, nbins).reshape(len(offs), nbins, nbins)[:, :levels, :levels]
-    counts = counts.astype(np.int64)
     return counts + counts.transpose(0, 2, 1)
 
 

@@ -45,10 +45,10 @@ def _row(top, bot, out, hh, cols):  # pragma: no cover - compiled
     e2 = 0.0
     e3 = 0.0
     for c in range(cols):
-        a = top[c]
-        b = top[c + hh]
-        cc = bot[c]
-        d = bot[c + hh]
+        a = np.int32(top[c])
+        b = np.int32(top[c + hh])
+        cc = np.int32(bot[c])
+        d = np.int32(bot[c + hh])
         p = a + b
         m = a - b
         p2 = cc + d
@@ -75,17 +75,17 @@ def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no 
     e3 = 0.0
     n = 0
     for c in range(cols):
-        a = top[c]
-        b = top[c + hh]
-        cc = bot[c]
-        d = bot[c + hh]
+        a = np.int32(top[c])
+        b = np.int32(top[c + hh])
+        cc = np.int32(bot[c])
+        d = np.int32(bot[c + hh])
         p = a + b
         m = a - b
         p2 = cc + d
         m2 = cc - d
         ll = p + p2
         out[c] = ll
-        k = itop[c] + itop[c + hh] + ibot[c] + ibot[c + hh]
+        k = np.int32(itop[c]) + np.int32(itop[c + hh]) + np.int32(ibot[c]) + np.int32(ibot[c + hh])
         iout[c] = k
         valid = np.int32(k == full)
         n += valid
@@ -102,44 +102,66 @@ def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no 
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
+def _scale(cur, nxt, icur, inxt, hh, masked, sums):  # pragma: no cover - compiled
+    """One scale (half-size ``hh``): B_2h into ``nxt``, squared sums into ``sums``; valid blocks."""
+    h, w = cur.shape
+    rows = h - 2 * hh + 1
+    cols = w - 2 * hh + 1
+    if rows <= 0 or cols <= 0:
+        return 0
+    n = 0
+    for r in range(rows):
+        if masked:
+            e0, e1, e2, e3, k = _row_masked(
+                cur[r], cur[r + hh], nxt[r], icur[r], icur[r + hh], inxt[r], 4 * hh * hh, hh, cols
+            )
+            n += k
+        else:
+            e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
+        sums[0] += e0
+        sums[1] += e1
+        sums[2] += e2
+        sums[3] += e3
+    return n if masked else rows * cols
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def _haar_energies(q, sentinel, scales, masked):  # pragma: no cover - compiled
     """(sums of squares (scales, 4), valid block counts (scales,)) by the box-sum recursion."""
     h, w = q.shape
     sums = np.zeros((scales, 4))
     counts = np.zeros(scales, np.int64)
-    cur = np.empty((h, w), np.int32)  # B_h, valid on rows/cols [0, size - h]
+    if h < 2 or w < 2:
+        return sums, counts
     nxt = np.empty((h, w), np.int32)
-    icur = np.empty((h, w) if masked else (1, 1), np.int32)  # ROI pixels in the h x h box
-    inxt = np.empty((h, w) if masked else (1, 1), np.int32)
-    for r in range(h):
-        for c in range(w):
-            v = q[r, c]
-            if masked:
-                inside = v != sentinel
-                cur[r, c] = v if inside else 0
-                icur[r, c] = 1 if inside else 0
-            else:
-                cur[r, c] = v
-    hh = 1
-    for s in range(scales):
-        rows = h - 2 * hh + 1
-        cols = w - 2 * hh + 1
-        if rows <= 0 or cols <= 0:
+    if masked:
+        img = np.empty((h, w), q.dtype)
+        inside = np.empty((h, w), np.uint8)
+        for r in range(h):
+            for c in range(w):
+                v = q[r, c]
+                ok = v != sentinel
+                img[r, c] = v if ok else 0
+                inside[r, c] = 1 if ok else 0
+        inxt = np.empty((h, w), np.int32)
+        n = _scale(img, nxt, inside, inxt, 1, masked, sums[0])
+    else:
+        inxt = np.empty((1, 1), np.int32)
+        n = _scale(q, nxt, inxt, inxt, 1, masked, sums[0])
+    counts[0] = n
+    if n == 0 or scales == 1:
+        return sums, counts
+    # scale 1 read the quantised image itself; from scale 2 on, B_h lives in int32 buffers
+    cur = nxt
+    nxt = np.empty((h, w), np.int32)
+    icur = inxt
+    inxt = np.empty(icur.shape, np.int32)
+    hh = 2
+    for s in range(1, scales):
+        n = _scale(cur, nxt, icur, inxt, hh, masked, sums[s])
+        counts[s] = n
+        if n == 0:
             break
-        n = 0
-        for r in range(rows):
-            if masked:
-                e0, e1, e2, e3, k = _row_masked(
-                    cur[r], cur[r + hh], nxt[r], icur[r], icur[r + hh], inxt[r], 4 * hh * hh, hh, cols
-                )
-                n += k
-            else:
-                e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
-            sums[s, 0] += e0
-            sums[s, 1] += e1
-            sums[s, 2] += e2
-            sums[s, 3] += e3
-        counts[s] = n if masked else rows * cols
         cur, nxt = nxt, cur
         icur, inxt = inxt, icur
         hh *= 2

@@ -232,3 +232,14 @@ def test_cli_unreadable_image_is_an_inspector_error(tmp_path) -> None:
         _cli(["features", str(bad)])
     with pytest.raises(BadFrameError):
         _cli(["features", str(tmp_path / "missing.png")])
+
+
+def test_256_levels_with_mask_equals_no_mask_and_is_finite() -> None:
+    img = textured((60, 70), seed=9)
+    a = extract(img, levels=256, roi=np.ones(img.shape, bool), scales=5)
+    b = extract(img, levels=256, scales=5)
+    np.testing.assert_array_equal(a.values, b.values)
+    mask = np.ones(img.shape, bool)
+    mask[:5] = False
+    c = extract(img, levels=256, roi=mask, scales=5)
+    assert np.all(np.isfinite(c.values)) and c.meta["roi_pixels"] == 55 * 70

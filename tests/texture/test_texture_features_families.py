@@ -214,3 +214,21 @@ def test_wavelet_names() -> None:
     names = wavelet_names(8)
     assert names[:4] == ["WavEnLL_s-1", "WavEnLH_s-1", "WavEnHL_s-1", "WavEnHH_s-1"]
     assert names[-1] == "WavEnHH_s-8" and len(names) == 32
+
+
+def test_extract_runlength_block_matches_reference_with_and_without_distance_1() -> None:
+    # extract() takes runs per level from the distance-1 GLCM diagonals; without d = 1 it
+    # computes them itself: both must equal the run-list reference
+    from inspector.texture.features import extract, feature_names
+    from inspector.texture.preprocess import prepare
+
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 256, (40, 36)).astype(np.uint8)
+    img[10:30, 5:20] = 128  # long runs too
+    q = prepare(img, levels=8).q
+    ref = runlength_loop(q, 8)
+    for distances in ((1, 2, 3, 4, 5), (2, 3)):
+        fv = extract(img, levels=8, distances=distances, scales=3)
+        names = feature_names(3, distances=distances)
+        start = names.index("Horzl_RLNonUni")
+        np.testing.assert_allclose(fv.values[start : start + 20], ref, rtol=1e-12)
