@@ -413,6 +413,8 @@ def daemon(tmp_path_factory) -> Iterator[dict]:
         "queue": {"capacity": 8, "when_full": "drop_oldest"},
         "publish": {"endpoint": f"tcp://127.0.0.1:{free_port()}"},
         "metrics": {"listen": f"127.0.0.1:{port}"},
+        # never the default tcp port: other test runs on this machine may hold it
+        "control": {"endpoint": f"ipc://{tmp / 'control.sock'}"},
         "inspections": [{"name": "quality"}],
         "log": {"results": False},
         "state_dir": str(tmp / "state"),
