@@ -66,6 +66,9 @@ def _config_check(args: argparse.Namespace) -> int:
     path = args.file or args.config_opt
     cfg = load_config(path)
     audit_config(cfg), control_config(cfg), security_config(cfg)
+    from inspector.acquisition import make_camera
+
+    make_camera(cfg.camera, cfg.camera_id())  # producer file, replay folder (does not open the device)
     if args.print:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     print(f"ok: {path or 'embedded default'} is valid; sha256 {cfg.sha256()}", file=sys.stderr)
