@@ -30,7 +30,8 @@ def test_tiny_classifier_contract():
     for name in HEAD_LAYERS:
         model.get_layer(name)
     assert conv_map_layer(model) == get_spec("tiny").last_conv_layer
-    assert _trainable_names(model) == {"block4_conv1", "block4_conv2", "head_dense", "head_logits"}
+    assert _trainable_names(model) == {"block4_conv1", "block4_bn1", "block4_conv2", "block4_bn2",
+                                       "head_dense", "head_logits"}
     x = np.random.default_rng(0).normal(size=(3, 224, 224, 3)).astype(np.float32)
     probs = np.asarray(model(x, training=False))
     assert probs.shape == (3, 4)

@@ -1,0 +1,188 @@
+"""K-fold cross-validation of the identity CNN by source frame, and its metrics (seed 000 protocol).
+
+Per fold: per class 6 train / 2 validation / 2 test frames (10 frames, 5 folds), optionally the
+lr × batch grid on the validation frames, then test-tile predictions. Metrics as in the paper
+(confusion matrix, per-class precision, recall, F-measure, mean F) on tiles, plus the frame-level
+identity that the inline inspection reports (mean of the frame's tile probabilities).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inspector.identity.data import Split, TileDataset, cv_splits
+from inspector.identity.train import PAPER_BATCHES, PAPER_LRS, GridResult, TrainConfig
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts; rows = true class, columns = predicted class."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return cm
+
+
+def classification_metrics(cm: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Per-class precision / recall / F-measure, their means, and accuracy from a confusion matrix.
+
+    An undefined ratio (no prediction of, or no sample of, a class) counts as 0, as scikit-learn's
+    ``zero_division=0``.
+    """
+    cm = np.asarray(cm, np.float64)
+    tp = np.diag(cm)
+    pred = cm.sum(axis=0)
+    true = cm.sum(axis=1)
+    precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
+    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    total = cm.sum()
+    return {
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "mean_precision": float(precision.mean()),
+        "mean_recall": float(recall.mean()),
+        "mean_f1": float(f1.mean()),
+        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(classes, precision, recall, f1, true, strict=True)},
+        "support": int(total),
+    }
+
+
+def frame_probabilities(probs: np.ndarray, frame_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean tile probability per source frame: (frame ids sorted, (n_frames, classes))."""
+    ids = np.unique(frame_ids)
+    return ids, np.stack([probs[frame_ids == i].mean(axis=0) for i in ids])
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    split: Split  # frame indices
+    lr: float
+    batch: int
+    best_epoch: int
+    epochs_run: int
+    val_accuracy: float
+    history: dict[str, list[float]]
+    grid: GridResult | None
+    test_tiles: np.ndarray  # tile indices
+    probs: np.ndarray  # (n_test_tiles, classes)
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    metrics: dict[str, Any]
+    frame_metrics: dict[str, Any]
+    frame_true: np.ndarray
+    frame_pred: np.ndarray
+
+
+@dataclass
+class CVResult:
+    classes: list[str]
+    config: dict[str, Any]
+    folds: list[FoldResult]
+    grid_used: bool
+    model: Any = None  # the trained model of the first fold (for Grad-CAM figures)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """Test-tile confusion matrix summed over folds (every tile tested exactly once)."""
+        return sum(confusion_matrix(f.y_true, f.y_pred, len(self.classes)) for f in self.folds)
+
+    @property
+    def frame_confusion(self) -> np.ndarray:
+        return sum(confusion_matrix(f.frame_true, f.frame_pred, len(self.classes)) for f in self.folds)
+
+    def grid_mean(self) -> np.ndarray | None:
+        """Validation accuracy per (lr, batch), averaged over folds (NaN-aware); None without grid."""
+        grids = [f.grid.val_accuracy for f in self.folds if f.grid is not None]
+        if not grids:
+            return None
+        stack = np.stack(grids)
+        with np.errstate(invalid="ignore"):
+            counts = np.sum(~np.isnan(stack), axis=0)
+            sums = np.nansum(stack, axis=0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything a person or a script needs: pooled and per-fold metrics, mean ± std."""
+        pooled = classification_metrics(self.confusion, self.classes)
+        pooled_frames = classification_metrics(self.frame_confusion, self.classes)
+        accs = [f.metrics["accuracy"] for f in self.folds]
+        fs = [f.metrics["mean_f1"] for f in self.folds]
+        facc = [f.frame_metrics["accuracy"] for f in self.folds]
+        grid = None
+        if self.grid_used:
+            g = self.folds[0].grid
+            mean = self.grid_mean()
+            grid = {"lrs": g.lrs, "batches": g.batches,
+                    "mean_val_accuracy": [[None if math.isnan(v) else float(v) for v in row] for row in mean],
+                    "per_fold": [f.grid.to_dict() for f in self.folds]}
+        return {
+            "classes": self.classes,
+            "config": self.config,
+            "folds": len(self.folds),
+            "tiles": {"pooled": pooled, "mean_accuracy": float(np.mean(accs)), "std_accuracy": float(np.std(accs)),
+                      "mean_f1": float(np.mean(fs)), "std_f1": float(np.std(fs)),
+                      "confusion_matrix": self.confusion.tolist()},
+            "frames": {"pooled": pooled_frames, "mean_accuracy": float(np.mean(facc)),
+                       "std_accuracy": float(np.std(facc)),
+                       "confusion_matrix": self.frame_confusion.tolist(),
+                       "aggregation": "mean of tile probabilities"},
+            "per_fold": [{
+                "fold": f.fold, "lr": f.lr, "batch": f.batch, "best_epoch": f.best_epoch,
+                "epochs_run": f.epochs_run, "val_accuracy": f.val_accuracy,
+                "test_accuracy": f.metrics["accuracy"], "test_mean_f1": f.metrics["mean_f1"],
+                "test_frame_accuracy": f.frame_metrics["accuracy"],
+                "frames": {"train": f.split.train.tolist(), "val": f.split.val.tolist(), "test": f.split.test.tolist()},
+                "metrics": f.metrics,
+            } for f in self.folds],
+            "grid": grid,
+            **self.extra,
+        }
+
+
+def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid: bool = False,
+                   lrs: tuple[float, ...] = PAPER_LRS, batches: tuple[int, ...] = PAPER_BATCHES,
+                   split_seed: int = 0, progress: bool = True) -> CVResult:
+    """Run the cross-validation; tiles of a frame are only ever in one of train / val / test."""
+    from tqdm import tqdm
+
+    from inspector.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
+    from inspector.identity.backbones import get_spec
+
+    cfg.check()
+    weights, wdesc = resolve_weights(cfg.backbone, cfg.weights)
+    mode = get_spec(cfg.backbone).preprocess_mode
+    results: list[FoldResult] = []
+    first_model = None
+    for split in tqdm(cv_splits(data.frame_labels, folds, split_seed), desc="cross-validation", unit="fold",
+                      disable=not progress):
+        tr, va, te = (data.tile_indices(s) for s in (split.train, split.val, split.test))
+        desc = f"fold {split.fold + 1}/{folds}"
+        if grid:
+            g = grid_search(data, tr, va, cfg, lrs=lrs, batches=batches, progress=progress, desc=desc)
+            res = g.best
+        else:
+            g, res = None, fit(data, tr, va, cfg, progress=progress, desc=desc)
+        probs = predict_probs(res.model, data.tiles[te], mode)
+        y_true, y_pred = data.labels[te], probs.argmax(axis=1)
+        fids, fprobs = frame_probabilities(probs, data.frame_ids[te])
+        f_true, f_pred = data.frame_labels[fids], fprobs.argmax(axis=1)
+        results.append(FoldResult(
+            fold=split.fold, split=split, lr=res.lr, batch=res.batch, best_epoch=res.best_epoch,
+            epochs_run=res.epochs_run, val_accuracy=res.val_accuracy, history=res.history, grid=g,
+            test_tiles=te, probs=probs, y_true=y_true, y_pred=y_pred,
+            metrics=classification_metrics(confusion_matrix(y_true, y_pred, data.num_classes), data.classes),
+            frame_metrics=classification_metrics(confusion_matrix(f_true, f_pred, data.num_classes), data.classes),
+            frame_true=f_true, frame_pred=f_pred,
+        ))
+        if first_model is None:
+            first_model = res.model
+        else:
+            del res
+    return CVResult(classes=list(data.classes), config=config_dict(cfg, weights, wdesc), folds=results,
+                    grid_used=grid, model=first_model)
