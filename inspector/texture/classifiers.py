@@ -94,5 +94,6 @@ def parse_classifiers(spec: str | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(s.strip().lower() for s in spec.split(",") if s.strip()))
     bad = [n for n in names if n not in CLASSIFIERS]
     if bad or not names:
-        raise ValueError(f"unknown classifier(s) {', '.join(bad) or spec!r} (known: {', '.join(CLASSIFIERS)})")
+        shown = ", ".join(bad) if bad else repr(spec)
+        raise ValueError(f"unknown classifier(s) {shown} (known: {', '.join(CLASSIFIERS)})")
     return names

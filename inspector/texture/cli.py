@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from inspector.errors import ConfigError
+from inspector.errors import ConfigError, InspectorError
 
 log = logging.getLogger("inspector.texture")
 
@@ -146,6 +146,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not 0.0 < args.threshold < 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
     out = args.out
+    if (out / "manifest.json").exists() and not args.force:  # fail before the (long) feature extraction
+        raise InspectorError(f"{out} already holds a model (manifest.json); pass --force to replace it")
     name = args.name or out.resolve().parent.name
     version = args.version or out.name
     folder = _scan(args)
