@@ -110,10 +110,8 @@ def draw_particles(
     visible = np.zeros(len(particles), np.int64)
     for i, p in enumerate(particles):
         fam = spec.families[p.family]
-        x0 = int(np.floor(p.outline[:, 0].min())) - 2
-        y0 = int(np.floor(p.outline[:, 1].min())) - 2
-        x1 = int(np.ceil(p.outline[:, 0].max())) + 3
-        y1 = int(np.ceil(p.outline[:, 1].max())) + 3
+        bx, by, bw, bh = cv2.boundingRect(p.outline)
+        x0, y0, x1, y1 = bx - 2, by - 2, bx + bw + 3, by + bh + 3
         vx0, vy0, vx1, vy1 = max(x0, 0), max(y0, 0), min(x1, w_img), min(y1, h_img)
         if vx0 >= vx1 or vy0 >= vy1:
             continue

@@ -80,20 +80,30 @@ def test_tablet_contact_sheet_has_one_labelled_tile_per_class():
         contact_sheet("xray", 0)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_cli_synth_sem_sheet_and_errors(tmp_path):
-    r = _cli("synth", "sem", str(tmp_path / "d"), "--per-class", "1", "--seed", "4", "--classes", "dried_corn_starch",
-             "--no-progress")
+def test_cli_synth_sem_in_a_subprocess(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "inspector", "synth", "sem", str(tmp_path / "d"), "--per-class", "1", "--seed", "4",
+         "--classes", "dried_corn_starch", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "d" / "dried_corn_starch" / "0000.png").is_file()
-    r = _cli("synth", "sheet", str(tmp_path / "s.png"), "--kind", "tablets", "--view", "closeup", "--seed", "1")
-    assert r.returncode == 0, r.stderr
+    assert "wrote SEM dataset" in r.stdout
+
+
+def test_cli_synth_sheet_and_one_line_errors(tmp_path, capsys):
+    from inspector.cli import main
+
+    assert main(["synth", "sheet", str(tmp_path / "s.png"), "--kind", "tablets", "--view", "closeup", "--seed", "1"]) == 0
     sheet = cv2.imread(str(tmp_path / "s.png"), cv2.IMREAD_GRAYSCALE)
     assert sheet is not None and sheet.shape[1] == 3 * 384 + 2 * 4
-    r = _cli("synth", "sem", str(tmp_path / "e"), "--per-class", "1", "--classes", "talc")
-    assert r.returncode == 1 and r.stderr.startswith("error: unknown SEM class") and "Traceback" not in r.stderr
-    r = _cli("synth", "tablets", str(tmp_path / "d"), "--per-class", "1")
-    assert r.returncode == 1 and "not empty" in r.stderr
+    capsys.readouterr()
+    assert main(["synth", "sem", str(tmp_path / "e"), "--per-class", "1", "--classes", "talc"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown SEM class") and err.count("\n") == 1
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.png").write_bytes(b"")
+    assert main(["synth", "tablets", str(tmp_path / "full"), "--per-class", "1"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse rejects a negative seed before anything runs
+        main(["synth", "tablets", str(tmp_path / "n"), "--per-class", "1", "--seed", "-1"])
