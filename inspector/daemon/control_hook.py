@@ -68,7 +68,9 @@ class ControlHook:
     def _cmd_status(self, req: ControlRequest) -> dict[str, Any]:
         ok, reasons = self.sup.readiness()
         return {"ready": ok, "reasons": reasons, "paused": self.sup.paused, "counts": dict(self.sup.ledger.counts),
-                "context": self.sup.context, "models": self.sup.models, "run_id": self.sup.run_id}
+                "context": self.sup.context, "models": self.sup.models, "run_id": self.sup.run_id,
+                "workers": {name: p.pid for p, name in self.sup.workers.values() if p.exitcode is None},
+                "acquisition_pid": self.sup.acq.pid if self.sup.acq is not None else None}
 
     def _cmd_pause(self, req: ControlRequest) -> dict[str, Any]:
         self.sup.paused = True

@@ -74,6 +74,12 @@ class Metrics:
         for reason in ("queue_full", "shutdown", "bad_frame", "paused"):
             self.frames_dropped.labels(reason=reason)
 
+    def declare_inspections(self, names: list[str]) -> None:
+        """Create every {inspection, verdict} series at start, so dashboards see zeros, not gaps."""
+        for n in names:
+            for v in ("pass", "reject", "error"):
+                self.results.labels(inspection=n, verdict=v)
+
     def set_model(self, inspection: str, name: str, version: str, sha256: str | None) -> None:
         """Publish the model an inspection serves; a previous version's series is removed."""
         labels = (name, version, sha256 or "")

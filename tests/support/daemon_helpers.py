@@ -28,6 +28,7 @@ def write_config(tmp: Path, **over) -> tuple[Path, dict]:
         "state_dir": str(tmp / "state"),
         "inspections": [{"name": "quality"}],
         "log": {"results": False},
+        "control": {"endpoint": f"tcp://127.0.0.1:{free_port()}"},
     }
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
@@ -71,3 +72,27 @@ def wait_http(url: str, timeout: float = 60.0) -> bytes:
             last = e
             time.sleep(0.3)
     raise TimeoutError(f"{url}: {last}")
+
+
+def control(cfg: dict, cmd: str, **args) -> dict:
+    from inspector.control.client import send_command
+
+    return send_command(cfg["control"]["endpoint"], cmd, args or None, user="test", timeout_s=10)
+
+
+def wait_ready(cfg: dict, proc, timeout: float = 120.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://{cfg['metrics']['listen']}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("daemon not ready")
