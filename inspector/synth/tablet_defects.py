@@ -141,10 +141,11 @@ def paint_temperature(s: Surface, sev: int) -> dict[str, Any]:
 def paint_chip(s: Surface, sev: int) -> dict[str, Any]:
     rng = s.rng
     ang = s.rim_angle_in_view() + rng.normal(0, 0.15) if s.scale > 1.5 else rng.uniform(0, 2 * np.pi)
-    a = s.radius * (0.07 + 0.05 * sev) * rng.uniform(0.8, 1.2)
+    a = s.radius * (0.07 + 0.07 * sev) * rng.uniform(0.8, 1.2)
     b = a * rng.uniform(0.45, 0.8)
-    cx = s.cx + np.cos(ang) * s.radius * 1.0
-    cy = s.cy + np.sin(ang) * s.radius * 1.0
+    inset = s.radius - 0.35 * b  # centre slightly inside the rim: a real bite out of the edge
+    cx = s.cx + np.cos(ang) * inset
+    cy = s.cy + np.sin(ang) * inset
     tangent = np.degrees(ang) + 90.0
     # notch: material gone through the edge (the background shows)
     core = np.zeros(s.shape, np.uint8)
