@@ -173,3 +173,17 @@ def test_bad_inputs_raise_one_line_synth_errors(kwargs):
     with pytest.raises(SynthError) as e:
         render_sem(**kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_bytes_do_not_depend_on_opencv_thread_count():
+    import cv2
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        a, _ = render_sem("PEARLITOL 200SD", 3, **HALF)
+        cv2.setNumThreads(2)
+        b, _ = render_sem("PEARLITOL 200SD", 3, **HALF)
+    finally:
+        cv2.setNumThreads(before)
+    assert a.tobytes() == b.tobytes()
