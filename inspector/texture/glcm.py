@@ -111,8 +111,8 @@ def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
                         o[cr[c] + np.uint32(row2[c + dc])] += 1
                 else:
                     n = -dc
-                    for c in range(w - n):
-                        o[cr[c + n] + np.uint32(row2[c])] += 1
+                    for c in range(w - n):  # unsigned index: no negative-index wraparound test
+                        o[cr[np.uintp(c + n)] + np.uint32(row2[c])] += 1
     out = np.zeros((k_n, nn), np.int64)
     for k in range(k_n):
         for j in range(_COPIES):

@@ -85,7 +85,7 @@ def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no 
         m2 = cc - d
         ll = p + p2
         out[c] = ll
-        k = np.int32(itop[c]) + np.int32(itop[c + hh]) + np.int32(ibot[c]) + np.int32(ibot[c + hh])
+        k = itop[c] + itop[c + hh] + ibot[c] + ibot[c + hh]
         iout[c] = k
         valid = np.int32(k == full)
         n += valid
@@ -102,63 +102,69 @@ def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no 
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _scale(cur, nxt, icur, inxt, hh, masked, sums):  # pragma: no cover - compiled
-    """One scale (half-size ``hh``): B_2h into ``nxt``, squared sums into ``sums``; valid blocks."""
-    h, w = cur.shape
-    rows = h - 2 * hh + 1
-    cols = w - 2 * hh + 1
-    if rows <= 0 or cols <= 0:
-        return 0
-    n = 0
-    for r in range(rows):
-        if masked:
+def _haar_plain(q, scales):  # pragma: no cover - compiled
+    """(sums of squares (scales, 4), block counts (scales,)) over the whole image.
+
+    Scale 1 reads the quantised image itself; from scale 2 on, B_h lives in int32 buffers.
+    """
+    h, w = q.shape
+    sums = np.zeros((scales, 4))
+    counts = np.zeros(scales, np.int64)
+    cur = np.empty((h, w), np.int32)
+    nxt = np.empty((h, w), np.int32)
+    hh = 1
+    for s in range(scales):
+        rows = h - 2 * hh + 1
+        cols = w - 2 * hh + 1
+        if rows <= 0 or cols <= 0:
+            break
+        for r in range(rows):
+            if s == 0:
+                e0, e1, e2, e3 = _row(q[r], q[r + 1], nxt[r], 1, cols)
+            else:
+                e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
+            sums[s, 0] += e0
+            sums[s, 1] += e1
+            sums[s, 2] += e2
+            sums[s, 3] += e3
+        counts[s] = rows * cols
+        cur, nxt = nxt, cur
+        hh *= 2
+    return sums, counts
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _haar_masked(q, sentinel, scales):  # pragma: no cover - compiled
+    """As :func:`_haar_plain`, counting only blocks entirely inside the ROI (q != sentinel)."""
+    h, w = q.shape
+    sums = np.zeros((scales, 4))
+    counts = np.zeros(scales, np.int64)
+    cur = np.empty((h, w), np.int32)
+    nxt = np.empty((h, w), np.int32)
+    icur = np.empty((h, w), np.int32)  # ROI pixels in the h x h box
+    inxt = np.empty((h, w), np.int32)
+    for r in range(h):
+        for c in range(w):
+            v = q[r, c]
+            ok = v != sentinel
+            cur[r, c] = v if ok else 0
+            icur[r, c] = 1 if ok else 0
+    hh = 1
+    for s in range(scales):
+        rows = h - 2 * hh + 1
+        cols = w - 2 * hh + 1
+        if rows <= 0 or cols <= 0:
+            break
+        n = 0
+        for r in range(rows):
             e0, e1, e2, e3, k = _row_masked(
                 cur[r], cur[r + hh], nxt[r], icur[r], icur[r + hh], inxt[r], 4 * hh * hh, hh, cols
             )
             n += k
-        else:
-            e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
-        sums[0] += e0
-        sums[1] += e1
-        sums[2] += e2
-        sums[3] += e3
-    return n if masked else rows * cols
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def _haar_energies(q, sentinel, scales, masked):  # pragma: no cover - compiled
-    """(sums of squares (scales, 4), valid block counts (scales,)) by the box-sum recursion."""
-    h, w = q.shape
-    sums = np.zeros((scales, 4))
-    counts = np.zeros(scales, np.int64)
-    if h < 2 or w < 2:
-        return sums, counts
-    nxt = np.empty((h, w), np.int32)
-    if masked:
-        img = np.empty((h, w), q.dtype)
-        inside = np.empty((h, w), np.uint8)
-        for r in range(h):
-            for c in range(w):
-                v = q[r, c]
-                ok = v != sentinel
-                img[r, c] = v if ok else 0
-                inside[r, c] = 1 if ok else 0
-        inxt = np.empty((h, w), np.int32)
-        n = _scale(img, nxt, inside, inxt, 1, masked, sums[0])
-    else:
-        inxt = np.empty((1, 1), np.int32)
-        n = _scale(q, nxt, inxt, inxt, 1, masked, sums[0])
-    counts[0] = n
-    if n == 0 or scales == 1:
-        return sums, counts
-    # scale 1 read the quantised image itself; from scale 2 on, B_h lives in int32 buffers
-    cur = nxt
-    nxt = np.empty((h, w), np.int32)
-    icur = inxt
-    inxt = np.empty(icur.shape, np.int32)
-    hh = 2
-    for s in range(1, scales):
-        n = _scale(cur, nxt, icur, inxt, hh, masked, sums[s])
+            sums[s, 0] += e0
+            sums[s, 1] += e1
+            sums[s, 2] += e2
+            sums[s, 3] += e3
         counts[s] = n
         if n == 0:
             break
@@ -174,7 +180,7 @@ def haar_energies(q: np.ndarray, levels: int, scales: int, masked: bool) -> tupl
     Scales are available from 1 up to the first one without a valid block. Returns 0 available
     scales (and zeros) when not even a 2 × 2 block fits: the caller raises.
     """
-    sums, counts = _haar_energies(q, levels, scales, masked)
+    sums, counts = _haar_masked(q, levels, scales) if masked else _haar_plain(q, scales)
     energies = np.zeros((scales, 4))
     scale_norm = 4.0 ** -np.arange(1, scales + 1)  # orthonormal Haar: coefficients / 2^s, squared
     nz = counts > 0
