@@ -11,8 +11,9 @@ bottom-right):
 The energy of a band is the mean of its squared coefficients over the valid positions. Grey
 levels are the 0-based quantised levels (so energies are comparable between 8- and 16-bit
 frames). h × h box sums come from the previous scale by the recursion
-B_{2h}(r, c) = B_h(r, c) + B_h(r, c+h) + B_h(r+h, c) + B_h(r+h, c+h): one vectorised pass per
-scale, integer box sums (int32: exact up to ``MAX_SCALES`` = 10 for 8-bit levels) and float64
+B_{2h}(r, c) = B_h(r, c) + B_h(r, c+h) + B_h(r+h, c) + B_h(r+h, c+h), one vectorised row at a time;
+all scales run as a single row pipeline over ring buffers (the working set stays in cache, no
+full-size array per scale). Integer box sums (int32: exact up to ``MAX_SCALES`` = 10 for 8-bit levels) and float64
 sums of squares (fastmath lets LLVM reorder that sum; agreement with a direct transform ≈ 1e-11).
 
 **Small ROIs.** A scale is *available* when at least one 2^s × 2^s block fits in the ROI. The
@@ -101,35 +102,61 @@ def _row_masked(top, bot, out, itop, ibot, iout, full, hh, cols):  # pragma: no 
     return e0, e1, e2, e3, n
 
 
+@njit(cache=True, nogil=True)
+def _schedule(scales):  # pragma: no cover - compiled
+    """Ring-buffer layout of the row pipeline: (rows kept, first ring row, lag) per scale.
+
+    Scale s (half-size hh = 2^(s-1)) turns rows r and r + hh of B_hh into row r of B_2hh; its
+    output is read by scale s + 1 at rows r and r + 2hh, so 2hh + 1 rows of it are kept. Row r of
+    scale s is computed at pipeline step t = r + lag[s], once both of its input rows exist.
+    """
+    sizes = np.zeros(scales, np.int64)
+    first = np.zeros(scales + 1, np.int64)
+    lags = np.zeros(scales, np.int64)
+    hh = 1
+    for s in range(scales):
+        sizes[s] = 2 * hh + 1
+        first[s + 1] = first[s] + sizes[s]
+        if s > 0:
+            lags[s] = lags[s - 1] + hh
+        hh *= 2
+    return sizes, first, lags
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _haar_plain(q, scales):  # pragma: no cover - compiled
     """(sums of squares (scales, 4), block counts (scales,)) over the whole image.
 
-    Scale 1 reads the quantised image itself; from scale 2 on, B_h lives in int32 buffers.
+    All scales run as one row pipeline: every B_h row lives in a small ring buffer (≈ 2^scales
+    rows in all, cache-resident) instead of a full-size array per scale.
     """
     h, w = q.shape
     sums = np.zeros((scales, 4))
     counts = np.zeros(scales, np.int64)
-    cur = np.empty((h, w), np.int32)
-    nxt = np.empty((h, w), np.int32)
-    hh = 1
-    for s in range(scales):
-        rows = h - 2 * hh + 1
-        cols = w - 2 * hh + 1
-        if rows <= 0 or cols <= 0:
-            break
-        for r in range(rows):
-            if s == 0:
-                e0, e1, e2, e3 = _row(q[r], q[r + 1], nxt[r], 1, cols)
-            else:
-                e0, e1, e2, e3 = _row(cur[r], cur[r + hh], nxt[r], hh, cols)
-            sums[s, 0] += e0
-            sums[s, 1] += e1
-            sums[s, 2] += e2
-            sums[s, 3] += e3
-        counts[s] = rows * cols
-        cur, nxt = nxt, cur
-        hh *= 2
+    sizes, first, lags = _schedule(scales)
+    ring = np.empty((first[scales], w), np.int32)
+    for t in range(h + lags[scales - 1]):
+        hh = 1
+        for s in range(scales):
+            rows = h - 2 * hh + 1
+            cols = w - 2 * hh + 1
+            if rows <= 0 or cols <= 0:
+                break
+            r = t - lags[s]
+            if 0 <= r < rows:
+                out = ring[first[s] + r % sizes[s]]
+                if s == 0:
+                    e0, e1, e2, e3 = _row(q[r], q[r + 1], out, 1, cols)
+                else:
+                    size = sizes[s - 1]
+                    base = first[s - 1]
+                    e0, e1, e2, e3 = _row(ring[base + r % size], ring[base + (r + hh) % size], out, hh, cols)
+                sums[s, 0] += e0
+                sums[s, 1] += e1
+                sums[s, 2] += e2
+                sums[s, 3] += e3
+                counts[s] += cols
+            hh *= 2
     return sums, counts
 
 
@@ -139,38 +166,44 @@ def _haar_masked(q, sentinel, scales):  # pragma: no cover - compiled
     h, w = q.shape
     sums = np.zeros((scales, 4))
     counts = np.zeros(scales, np.int64)
-    cur = np.empty((h, w), np.int32)
-    nxt = np.empty((h, w), np.int32)
-    icur = np.empty((h, w), np.int32)  # ROI pixels in the h x h box
-    inxt = np.empty((h, w), np.int32)
+    img = np.empty((h, w), np.int32)  # levels, 0 outside the ROI
+    ins = np.empty((h, w), np.int32)  # 1 inside the ROI
     for r in range(h):
         for c in range(w):
             v = q[r, c]
             ok = v != sentinel
-            cur[r, c] = v if ok else 0
-            icur[r, c] = 1 if ok else 0
-    hh = 1
-    for s in range(scales):
-        rows = h - 2 * hh + 1
-        cols = w - 2 * hh + 1
-        if rows <= 0 or cols <= 0:
-            break
-        n = 0
-        for r in range(rows):
-            e0, e1, e2, e3, k = _row_masked(
-                cur[r], cur[r + hh], nxt[r], icur[r], icur[r + hh], inxt[r], 4 * hh * hh, hh, cols
-            )
-            n += k
-            sums[s, 0] += e0
-            sums[s, 1] += e1
-            sums[s, 2] += e2
-            sums[s, 3] += e3
-        counts[s] = n
-        if n == 0:
-            break
-        cur, nxt = nxt, cur
-        icur, inxt = inxt, icur
-        hh *= 2
+            img[r, c] = v if ok else 0
+            ins[r, c] = 1 if ok else 0
+    sizes, first, lags = _schedule(scales)
+    ring = np.empty((first[scales], w), np.int32)
+    iring = np.empty((first[scales], w), np.int32)  # ROI pixels in each box
+    for t in range(h + lags[scales - 1]):
+        hh = 1
+        for s in range(scales):
+            rows = h - 2 * hh + 1
+            cols = w - 2 * hh + 1
+            if rows <= 0 or cols <= 0:
+                break
+            r = t - lags[s]
+            if 0 <= r < rows:
+                k = first[s] + r % sizes[s]
+                if s == 0:
+                    e0, e1, e2, e3, n = _row_masked(
+                        img[r], img[r + 1], ring[k], ins[r], ins[r + 1], iring[k], 4, 1, cols
+                    )
+                else:
+                    size = sizes[s - 1]
+                    top = first[s - 1] + r % size
+                    bot = first[s - 1] + (r + hh) % size
+                    e0, e1, e2, e3, n = _row_masked(
+                        ring[top], ring[bot], ring[k], iring[top], iring[bot], iring[k], 4 * hh * hh, hh, cols
+                    )
+                sums[s, 0] += e0
+                sums[s, 1] += e1
+                sums[s, 2] += e2
+                sums[s, 3] += e3
+                counts[s] += n
+            hh *= 2
     return sums, counts
 
 
