@@ -139,8 +139,11 @@ def gradcam_figures(model: Any, data: TileDataset, test_tiles: np.ndarray, out_d
 
     plt = _plt()
     out: dict[str, Path] = {}
-    picks = [int(test_tiles[data.labels[test_tiles] == c][0]) for c in range(data.num_classes)
-             if np.any(data.labels[test_tiles] == c)]
+    picks = []  # per class, its test tile with the most structure (highest grey-level spread)
+    for c in range(data.num_classes):
+        cand = test_tiles[data.labels[test_tiles] == c]
+        if len(cand):
+            picks.append(int(cand[np.argmax(data.tiles[cand].reshape(len(cand), -1).std(axis=1))]))
     if picks:
         x = preprocess(data.tiles[picks], preprocess_mode)
         cams = grad_cam(model, x)
@@ -179,8 +182,8 @@ def gradcam_figures(model: Any, data: TileDataset, test_tiles: np.ndarray, out_d
     axes[0].set_title(f"{data.frames[frame_id].parent.name}/{data.frames[frame_id].name} (data bar cropped)",
                       fontsize=9)
     axes[1].imshow(rgb)
-    axes[1].set_title(f"Grad-CAM per tile, one colour scale for the frame — true {true}, "
-                      f"predicted {pred} ({probs.max():.0%})", fontsize=9)
+    axes[1].set_title(f"Grad-CAM per tile (one colour scale for the frame)\n"
+                      f"true {true} — predicted {pred} (mean tile probability {probs.max():.0%})", fontsize=9)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()

@@ -237,7 +237,8 @@ def fit(data: TileDataset, train_tiles: np.ndarray, val_tiles: np.ndarray, cfg: 
                                       restore_best_weights=True),
         _progress_callback(cfg.epochs, desc, progress),
     ]
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks,
+                     shuffle=False)  # the tf.data pipeline shuffles
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_acc = np.asarray(history.get("val_accuracy", []), float)
     finite = np.where(np.isfinite(val_acc), val_acc, -np.inf)

@@ -205,11 +205,11 @@ def _png_ok(path: Path) -> None:
 def test_evaluate_cli_end_to_end(data_dir, tmp_path):
     report = tmp_path / "report"
     rc = _run_cli(["evaluate", "identity", str(data_dir), "--backbone", "tiny", "--weights", "none",
-                   "--folds", "3", "--epochs", "2", "--patience", "1", "--grid", "--lrs", "0.05,0.001",
-                   "--batches", "16", "--hidden", "32", "--report", str(report), "--no-progress"])
+                   "--folds", "3", "--epochs", "3", "--patience", "2", "--lr", "0.1", "--batch", "8",
+                   "--hidden", "32", "--report", str(report), "--no-progress"])
     assert rc == 0
     for name in ("confusion_matrix.png", "confusion_matrix_frames.png", "class_metrics.png",
-                 "training_curves.png", "grid_lr_batch.png", "gradcam_tiles.png", "gradcam_frame.png"):
+                 "training_curves.png", "gradcam_tiles.png", "gradcam_frame.png", "gradcam_frame_overlay.png"):
         _png_ok(report / name)
     m = json.loads((report / "metrics.json").read_text())
     assert m["classes"] == list(CLASSES) and m["folds"] == 3
@@ -218,11 +218,11 @@ def test_evaluate_cli_end_to_end(data_dir, tmp_path):
     assert np.array(m["frames"]["confusion_matrix"]).sum() == 15
     assert m["tiles"]["pooled"]["accuracy"] == pytest.approx(np.trace(cm) / 60)
     assert m["config"]["weights"] == "none — trained from scratch" and m["config"]["train_layers"] == "all"
-    assert len(m["grid"]["mean_val_accuracy"]) == 2 and len(m["grid"]["per_fold"]) == 3
+    assert m["grid"] is None and not (report / "grid_lr_batch.png").exists()
     for fold in m["per_fold"]:
         tr, va, te = (set(fold["frames"][k]) for k in ("train", "val", "test"))
         assert not (tr & va or tr & te or va & te) and len(tr | va | te) == 15
-        assert fold["lr"] in (0.05, 0.001) and fold["batch"] == 16
+        assert fold["lr"] == 0.1 and fold["batch"] == 8 and fold["epochs_run"] <= 3
     md = (report / "report.md").read_text()
     assert "none — trained from scratch" in md and "| blobs |" in md and "![confusion matrix]" in md
 
@@ -236,7 +236,7 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
     build_backbone("tiny", weights=None).save_weights(str(weights))
     out = tmp_path / "models" / "excipient_identity" / "7"
     argv = ["train", "identity", str(data_dir), "--backbone", "tiny", "--weights", str(weights),
-            "--train-layers", "all", "--lr", "0.1", "--batch", "8", "--epochs", "6", "--patience", "6",
+            "--train-layers", "all", "--grid", "--lrs", "0.1,0.0001", "--batches", "8", "--epochs", "6", "--patience", "6",
             "--hidden", "32", "--out", str(out), "--keras", str(tmp_path / "k" / "model.keras"),
             "--report", str(tmp_path / "train-report"), "--no-progress"]
     assert _run_cli(argv) == 0
@@ -249,6 +249,11 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
     # it learned (best-epoch weights restored): chance is 1/3 on these easily separable classes
     assert man.metrics["validation"]["tile_accuracy"] >= 0.6, man.training["history"]
     assert man.training["best_epoch"] <= man.training["epochs_run"] == 6
+    grid = man.training["grid"]  # the lr × batch search ran, best cell chosen by validation accuracy
+    assert grid["lrs"] == [0.1, 0.0001] and grid["batches"] == [8] and len(grid["val_accuracy"]) == 2
+    assert grid["best"]["val_accuracy"] == max(v[0] for v in grid["val_accuracy"])
+    assert man.training["lr"] == grid["best"]["lr"]
+    _png_ok(tmp_path / "train-report" / "grid_lr_batch.png")
     _png_ok(tmp_path / "train-report" / "training_curves.png")
     assert json.loads((tmp_path / "k" / "model.json").read_text())["classes"] == list(CLASSES)
     # the exported ONNX model agrees with the Keras model on a new frame
@@ -264,6 +269,30 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
     # a second run into the same version is refused before any training
     assert _run_cli(argv) == 1
     assert "already holds a model version" in capsys.readouterr().err
+
+
+def test_grid_mean_over_folds_ignores_diverged_cells():
+    from inspector.identity.evaluate import CVResult, FoldResult
+    from inspector.identity.train import FitResult, GridResult
+
+    def fold(k: int, acc: list[list[float]]) -> FoldResult:
+        best = FitResult(model=None, lr=0.1, batch=8, history={}, best_epoch=1, val_accuracy=1.0, epochs_run=1)
+        grid = GridResult(lrs=[0.1, 0.01], batches=[8, 16], val_accuracy=np.array(acc), best=best,
+                          epochs_run=np.ones((2, 2)))
+        y = np.array([0, 1])
+        m = classification_metrics(confusion_matrix(y, y, 2), ["a", "b"])
+        return FoldResult(fold=k, split=Split(k, np.array([0]), np.array([1]), np.array([2])), lr=0.1, batch=8,
+                          best_epoch=1, epochs_run=1, val_accuracy=1.0, history={}, grid=grid,
+                          test_tiles=np.array([0, 1]), probs=np.eye(2), y_true=y, y_pred=y, metrics=m,
+                          frame_metrics=m, frame_true=y, frame_pred=y)
+
+    nan = float("nan")
+    r = CVResult(classes=["a", "b"], config={}, folds=[fold(0, [[1.0, nan], [0.5, nan]]),
+                                                     fold(1, [[0.5, 0.7], [0.5, nan]])], grid_used=True)
+    np.testing.assert_allclose(r.grid_mean(), [[0.75, 0.7], [0.5, nan]])
+    s = r.summary()
+    assert s["grid"]["mean_val_accuracy"] == [[0.75, 0.7], [0.5, None]]
+    assert s["tiles"]["confusion_matrix"] == [[2, 0], [0, 2]]
 
 
 def test_cli_bad_inputs(data_dir, tmp_path, capsys):
