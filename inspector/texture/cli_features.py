@@ -27,7 +27,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
         "features",
         help="print the 281 MaZda-style texture features of one image",
         description="Compute the seed-001 texture features (GLCM, run length, histogram, AR, Haar) "
-        "of one image after grayscale, 1 %% contrast stretch and quantisation.",
+        "of one image after grayscale, 1 % contrast stretch and quantisation.",
     )
     p.add_argument("image", type=Path, help="image file (8/16-bit grey or RGB: PNG, TIFF, JPEG, BMP)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a name/value table")

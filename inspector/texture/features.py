@@ -149,9 +149,8 @@ def extract(
     values = np.concatenate([h_feats, g_feats, rl_feats, ar_feats, energies.ravel()])
     warnings: list[str] = []
     if available < scales:
-        warnings.append(
-            f"ROI too small for wavelet scales {available + 1}..{scales}: they repeat scale {available}"
-        )
+        missing = f"{available + 1}" if available + 1 == scales else f"{available + 1}..{scales}"
+        warnings.append(f"ROI too small for wavelet scale(s) {missing}: they repeat scale {available}")
     if not np.all(np.isfinite(values)):  # defensive: the definitions above never produce NaN/inf
         bad = [n for n, v in zip(names, values) if not np.isfinite(v)]
         raise BadFrameError(f"non-finite texture features {bad[:5]}", "no_texture")
