@@ -243,3 +243,27 @@ def test_256_levels_with_mask_equals_no_mask_and_is_finite() -> None:
     mask[:5] = False
     c = extract(img, levels=256, roi=mask, scales=5)
     assert np.all(np.isfinite(c.values)) and c.meta["roi_pixels"] == 55 * 70
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_any_small_image_and_mask_gives_finite_features_or_a_clear_error(seed: int) -> None:
+    # property check over many random shapes, level counts, textures and masks: never NaN/inf,
+    # never an exception other than BadFrameError
+    rng = np.random.default_rng(100 + seed)
+    outcomes = set()
+    for _ in range(25):
+        h, w = int(rng.integers(2, 40)), int(rng.integers(2, 40))
+        n_values = int(rng.choice([1, 2, 3, 256]))
+        img = rng.integers(0, n_values, (h, w)).astype(np.uint8) * (255 // max(n_values - 1, 1))
+        roi = None
+        if rng.random() < 0.5:
+            roi = rng.random((h, w)) < rng.uniform(0.3, 1.0)
+        try:
+            fv = extract(img, levels=int(rng.choice([2, 16, 64])), roi=roi)
+        except BadFrameError as e:
+            assert e.kind in {"too_small", "no_texture", "roi"} and "\n" not in str(e)
+            outcomes.add(e.kind)
+            continue
+        assert fv.values.shape == (281,) and np.all(np.isfinite(fv.values))
+        outcomes.add("ok")
+    assert "ok" in outcomes
