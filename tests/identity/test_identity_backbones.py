@@ -111,3 +111,20 @@ def test_every_backbone_has_a_consistent_spec():
         assert spec.name == name
         assert spec.preprocess_mode in PREPROCESS_MODES
         assert spec.trainable_prefixes
+
+
+def test_weights_path_keras2_style_h5(tmp_path):
+    """The ImageNet no-top files are Keras-2 HDF5 weight files; such a file loads through weights=PATH."""
+    h5py = pytest.importorskip("h5py")
+    legacy = pytest.importorskip("keras.src.legacy.saving.legacy_h5_format")
+    base = build_backbone("tiny", weights=None)
+    rng = np.random.default_rng(2)
+    for w in base.weights:
+        w.assign(rng.normal(size=w.shape).astype(np.float32))
+    path = tmp_path / "tiny_notop_keras2.h5"
+    with h5py.File(path, "w") as f:
+        legacy.save_weights_to_hdf5_group(f, base)
+    model = build_classifier("tiny", 2, weights=str(path))
+    for layer in base.layers:
+        for saved, loaded in zip(layer.weights, model.get_layer(layer.name).weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
