@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,11 @@ class GenICamCamera(Camera):
         except Exception as e:
             h.reset()
             raise CameraError(f"cannot load GenTL producer {self.cti}: {e}") from None
+        for _ in range(3):  # producers enumerate lazily; a device held by another process may reappear
+            if h.device_info_list:
+                break
+            time.sleep(0.5)
+            h.update()
         if not h.device_info_list:
             h.reset()
             raise CameraError(f"no GenICam device found through {self.cti}")
