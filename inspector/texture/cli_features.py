@@ -22,7 +22,13 @@ from inspector.errors import BadFrameError, InspectorError
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
-    """Add the ``features`` sub-command (``groups`` is unused: no train/evaluate verbs here)."""
+    """Add the ``features`` sub-command (``groups`` is unused: no train/evaluate verbs here).
+
+    Idempotent: the command may be registered both from ``PLUGINS`` and by the texture plugin
+    (``inspector.texture.cli``); a second registration is a no-op instead of an argparse conflict.
+    """
+    if "features" in (getattr(sub, "choices", None) or {}):
+        return
     p = sub.add_parser(
         "features",
         help="print the 281 MaZda-style texture features of one image",

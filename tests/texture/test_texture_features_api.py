@@ -267,3 +267,13 @@ def test_any_small_image_and_mask_gives_finite_features_or_a_clear_error(seed: i
         assert fv.values.shape == (281,) and np.all(np.isfinite(fv.values))
         outcomes.add("ok")
     assert "ok" in outcomes
+
+
+def test_cli_registration_is_idempotent() -> None:
+    from inspector.texture import cli_features
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    cli_features.register(sub, {})
+    cli_features.register(sub, {})  # e.g. listed in PLUGINS and registered by inspector.texture.cli
+    assert parser.parse_args(["features", "x.png", "--levels", "16"]).levels == 16
