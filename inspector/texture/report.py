@@ -45,9 +45,9 @@ def _json_safe(o):
 def metrics_table(result: ExperimentResult, feature_set: str) -> str:
     """One Markdown table: rows = subsets, columns = classifier × (Acc, Sn, Sp) in percent."""
     clfs = result.classifiers
-    head = "| Dataset | n (neg/pos) | " + " | ".join(
+    head = "| Dataset | n (neg/pos) | Majority | " + " | ".join(
         f"{CLASSIFIER_LABELS[c]} {m}" for c in clfs for m in ("Acc", "Sn", "Sp")) + " |"
-    sep = "|---|---|" + "---:|" * (3 * len(clfs))
+    sep = "|---|---|---:|" + "---:|" * (3 * len(clfs))
     rows = [head, sep]
     for s in result.subsets:
         cells = [result.cell(s, feature_set, c) for c in clfs]
@@ -55,7 +55,8 @@ def metrics_table(result: ExperimentResult, feature_set: str) -> str:
         n_neg = cells[0].tn + cells[0].fp
         vals = " | ".join(f"{_pct(x.accuracy)} | {_pct(x.sensitivity)} | {_pct(x.specificity)}" for x in cells)
         name = f"**{s}**" if s == "All" else s
-        rows.append(f"| {name} | {n_neg}/{n_pos} | {vals} |")
+        majority = max(n_neg, n_pos) / max(1, n_neg + n_pos)
+        rows.append(f"| {name} | {n_neg}/{n_pos} | {_pct(majority)} | {vals} |")
     return "\n".join(rows)
 
 
@@ -178,7 +179,8 @@ def _markdown(result: ExperimentResult) -> str:
         f"- **Run time:** {result.seconds:.1f} s for selection + classification; "
         f"{result.convergence_warnings} convergence warnings (SVM/ANN iteration caps).",
         "",
-        "Acc = accuracy, Sn = sensitivity (recall of the defect class), Sp = specificity, all in %. "
+        "Acc = accuracy, Sn = sensitivity (recall of the defect class), Sp = specificity, all in %; "
+        "Majority = the accuracy of always answering the larger class (read Acc against it, and read Sn). "
         "Each subset is one defect class against the negative class; **All** pools every defect class. "
         "Feature selection is refit inside every training fold (no test-fold leakage), including the "
         "best-pair search.",
