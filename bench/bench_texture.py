@@ -190,6 +190,25 @@ def fmt(m: dict[str, float]) -> str:
     )
 
 
+def stage_breakdown(q: np.ndarray, repeat: int) -> str:
+    """Best thread-CPU time of each kernel of ``extract`` on the quantised frame ``q``."""
+    from inspector.texture.autoregressive import ar_moments
+    from inspector.texture.histogram import level_histogram
+    from inspector.texture.runlength import _run_lengths
+    from inspector.texture.wavelet import haar_energies
+
+    counts = cooccurrence(q, 64, DISTANCES)
+    stages = {
+        "histogram": lambda: level_histogram(q, 64),
+        "GLCM counts": lambda: cooccurrence(q, 64, DISTANCES),
+        "GLCM features": lambda: haralick(counts),
+        "run lengths": lambda: _run_lengths(q, 64),
+        "AR": lambda: ar_moments(q, 64),
+        "Haar": lambda: haar_energies(q, 64, 8, masked=False),
+    }
+    return ", ".join(f"{k} {measure(f, repeat)['cpu_min'] * 1e3:.0f} ms" for k, f in stages.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", help="image to resize to 2580x1944 (default: a magnetic-tile image)")
@@ -220,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     m_naive = measure(lambda: naive_extract(image), max(2, args.repeat // 3))
     m_og = measure(ours_glcm, args.repeat)
     m_mh = measure(mahotas_glcm, max(2, args.repeat // 3))
+    print("extract stages (best cpu):", stage_breakdown(q, args.repeat))
     print(f"extract (281 features)        {fmt(m_ext)}")
     print(f"naive numpy (281 features)    {fmt(m_naive)}")
     print(f"our GLCM part (20 x 11)       {fmt(m_og)}")
