@@ -141,7 +141,8 @@ class Config(BaseSettings):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     state_dir: str = Field("~/.local/state/inspector", description="audit store, Grad-CAM snapshots, TensorRT cache")
     runtime_dir: str | None = Field(None, description="ipc sockets, metrics files; default a private temp dir")
-    models_dir: str = Field("models", description="model repository (relative paths: to the config file, then CWD)")
+    models_dir: str | None = Field(None, description="model repository (relative paths: to the config file, then "
+                                                     "CWD); default: the checkout's models/ folder, else ./models")
     # extension blocks owned by later issues (validated by their own modules)
     audit: dict[str, Any] = Field(default_factory=dict)
     control: dict[str, Any] = Field(default_factory=dict)
@@ -176,7 +177,10 @@ class Config(BaseSettings):
         return Path(os.path.expanduser(self.state_dir))
 
     def models_path(self) -> Path:
-        return Path(os.path.expanduser(self.models_dir))
+        if self.models_dir:
+            return Path(os.path.expanduser(self.models_dir))
+        bundled = Path(__file__).resolve().parents[1] / "models"  # a source checkout / editable install
+        return bundled if bundled.is_dir() else Path("models")
 
     def lot_context(self) -> dict[str, Any]:
         """Frame context stamped at acquisition: lot, recipe, expected excipient (unset keys omitted)."""
@@ -243,8 +247,8 @@ def load_config(path: str | Path | None = None, *, overrides: dict[str, Any] | N
     except (ValueError, TypeError) as e:  # env values that are not valid JSON for nested keys
         raise ConfigError(f"invalid configuration in {source} or INSPECTOR_* environment: {e}") from None
     # relative models_dir: relative to the config file if it exists there, else to the CWD
-    md = Path(os.path.expanduser(cfg.models_dir))
-    if not md.is_absolute() and path and (base / md).exists():
+    md = Path(os.path.expanduser(cfg.models_dir or "."))
+    if cfg.models_dir and not md.is_absolute() and path and (base / md).exists():
         cfg.models_dir = str(base / md)
     if cfg.camera.driver == "replay" and cfg.camera.path and path:
         rp = Path(os.path.expanduser(cfg.camera.path))

@@ -17,6 +17,10 @@ class CameraError(InspectorError):
     """The camera could not be opened or stopped delivering frames."""
 
 
+class SourceExhausted(CameraError):
+    """A finite source (replay with loop: false) delivered its last frame: drain and stop."""
+
+
 class BadFrameError(InspectorError):
     """A frame that cannot be inspected (corrupt, wrong pixel format, too small…)."""
 

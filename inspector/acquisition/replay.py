@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from inspector.acquisition.base import BadInputHook, Camera, Pacer, RawImage
-from inspector.errors import CameraError, ConfigError
+from inspector.errors import CameraError, ConfigError, SourceExhausted
 
 log = logging.getLogger("inspector.camera.replay")
 EXTENSIONS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
@@ -86,7 +86,7 @@ class ReplayCamera(Camera):
         for _ in range(len(self._files)):
             if self._i >= len(self._files):
                 if not self.loop:
-                    raise CameraError("replay finished (camera.loop is false)")
+                    raise SourceExhausted(f"replay of {self.path} finished (camera.loop is false)")
                 if self._good_in_pass == 0:
                     raise CameraError(f"no readable image among the {len(self._files)} file(s) of {self.path}")
                 self._i, self._good_in_pass = 0, 0

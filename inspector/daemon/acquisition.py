@@ -25,7 +25,7 @@ import zmq
 from inspector.acquisition import make_camera
 from inspector.config import Config
 from inspector.daemon.endpoints import Endpoints
-from inspector.errors import CameraError, InspectorError, WireError
+from inspector.errors import CameraError, InspectorError, SourceExhausted, WireError
 from inspector.transport import wire
 
 log = logging.getLogger("inspector.acquisition")
@@ -37,6 +37,7 @@ class _CameraThread(threading.Thread):
         self.cfg, self.ctx, self.run_id, self.events = cfg, ctx, run_id, events
         self.stop_evt = threading.Event()
         self.paused = threading.Event()
+        self.finished = False  # a finite source delivered everything
         self.context: dict[str, Any] = {}
         self._next_id = 0
 
@@ -74,6 +75,11 @@ class _CameraThread(threading.Thread):
                 t0 = time.perf_counter()
                 try:
                     raw = cam.read(cam_cfg.fetch_timeout_s)
+                except SourceExhausted as e:
+                    log.info("%s", e)
+                    self.finished = True
+                    self.events.send("camera", state="finished", error=str(e))
+                    return
                 except Exception as e:  # CameraError, or a driver bug: same recovery
                     if not isinstance(e, CameraError):
                         log.exception("camera driver failed")
@@ -181,7 +187,7 @@ class Broker:
                     elif sock is self.cmd:
                         deadline = self._on_command() or deadline
                 now = time.monotonic()
-                if not self.stopping and not self.camera.is_alive():
+                if not self.stopping and not self.camera.is_alive() and not self.camera.finished:
                     log.error("camera thread ended unexpectedly; acquisition exits to be restarted")
                     raise SystemExit(1)
                 if now - last_stats > 0.5:

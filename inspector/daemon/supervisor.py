@@ -54,6 +54,7 @@ class Supervisor:
         self.models: dict[str, dict[str, Any]] = {}
         self.camera_up = False
         self.stop_requested = False
+        self.source_finished = False  # a finite source (replay, loop: false) ended: drain everything
         self.stopping = False
         self.paused = False
         self.context: dict[str, Any] = cfg.lot_context()
@@ -198,7 +199,10 @@ class Supervisor:
             state = ev.get("state")
             if state == "reconnecting":
                 m.camera_reconnects.inc()
-            self.camera_up = state == "up"
+            if state == "finished":
+                log.info("camera source finished: draining and stopping")
+                self.stop_requested = self.source_finished = True
+            self.camera_up = state in ("up", "finished")
             m.camera_up.set(1 if self.camera_up else 0)
             self.recorder.event("camera", {"state": state, "error": ev.get("error")})
         elif name == "bad_input":
@@ -364,6 +368,8 @@ class Supervisor:
     def _shutdown(self) -> None:
         self.stopping = True
         drain = self.cfg.supervisor.drain_timeout_s
+        if self.source_finished:  # nothing new is coming: inspect every queued frame
+            drain = max(drain, 600.0)
         deadline = time.monotonic() + drain
         self.command("stop", target="acquisition", drain_s=drain * 0.6)
         while self.acq is not None and self.acq.is_alive() and time.monotonic() < deadline:

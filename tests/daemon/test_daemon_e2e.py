@@ -129,3 +129,19 @@ def test_bad_input_gives_a_clear_error_and_nonzero_exit(tmp_path, camera, inspec
         assert r.returncode != 0, (cmd, r.stdout, r.stderr)
         assert needle in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_replay_without_loop_inspects_every_file_once_and_exits(tmp_path):
+    lot = tmp_path / "lot"
+    lot.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(12):
+        cv2.imwrite(str(lot / f"{i:02d}.png"), rng.integers(0, 255, (120, 160), dtype=np.uint8))
+    cfg_path, cfg = write_config(tmp_path, camera={"driver": "replay", "path": str(lot), "fps": 50, "loop": False},
+                                 queue={"capacity": 2, "when_full": "block"})
+    proc = start_daemon(cfg_path)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    frames = audit_frames(tmp_path / "state")
+    assert sorted(f["source"] for f in frames) == [f"{i:02d}.png" for i in range(12)]
+    assert all(f["outcome"] == "inspected" for f in frames)
