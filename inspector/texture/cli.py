@@ -126,6 +126,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                           cache=args.report / "features.csv", progress=args.progress)
     if table.skipped:
         log.warning("%d image(s) skipped (listed in the report)", len(table.skipped))
+    if args.protocol == "loo" and len(table.labels) > 400:
+        log.warning("leave-one-out on %d images refits selection and %d pipelines per image and subset: "
+                    "this takes hours on a CPU; --protocol cv or split is the practical choice here",
+                    len(table.labels), len(feature_sets) * len(classifiers))
     result = run_experiment(table, negative=folder.negative, positives=folder.positives, protocol=args.protocol,
                             feature_sets=feature_sets, classifiers=classifiers, seed=args.seed, folds=args.folds,
                             dataset=args.data_dir.resolve().name, progress=args.progress)
