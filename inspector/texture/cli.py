@@ -83,7 +83,9 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     tr.add_argument("--force", action="store_true", help="replace a model already in --out")
     tr.set_defaults(func=run_train)
 
-    try:  # part 1's `inspector features` lives beside us and is registered through this plugin
+    if "features" in getattr(sub, "choices", {}):  # already registered as a plugin of its own
+        return
+    try:  # `inspector features` (inspector/texture/cli_features.py) is registered through this plugin
         from inspector.texture import cli_features
     except ModuleNotFoundError:
         return
