@@ -93,11 +93,12 @@ class OrtModel:
                               f"({artifact}); run `inspector quantize identity` to make one")
         self.artifact = artifact
         self.sha256 = str(self.manifest.artifacts[artifact]["sha256"])
-        if cache_dir is not None and TENSORRT in providers:
-            cache_dir = Path(cache_dir) / self.sha256[:16]
-            cache_dir.mkdir(parents=True, exist_ok=True)
+        if cache_dir is not None:
+            cache_dir = Path(cache_dir) / self.sha256[:16]  # one engine cache per model artifact
         self.requested = list(providers)
         chosen = select_providers(self.requested, ort.get_available_providers(), cache_dir=cache_dir, fp16=fp16)
+        if cache_dir is not None and chosen[0][0] == TENSORRT:
+            cache_dir.mkdir(parents=True, exist_ok=True)
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, int(intra_op_threads))
         so.inter_op_num_threads = 1
