@@ -50,7 +50,7 @@ def timeit(fn, reps: int, warmup: int = 2) -> list[float]:
     return out
 
 
-def tf_runner(model, x: np.ndarray, threads: int):
+def tf_runner(model, x: np.ndarray):
     import tensorflow as tf
 
     from inspector.identity.backbones import explainer_model
@@ -92,7 +92,7 @@ def bench_backbone(name: str, frames: list[np.ndarray], args: argparse.Namespace
     calib = np.concatenate([preprocess(f, spec.preprocess_mode) for f in frames[1:]])
     rows = []
     print(f"\n== {label}: {len(x)} tiles per frame, {args.reps} timed frames per engine", flush=True)
-    t_tf = timeit(tf_runner(model, x, args.threads), args.reps)
+    t_tf = timeit(tf_runner(model, x), args.reps)
     rows.append({"backbone": label, "engine": "TensorFlow (tf.function)", "times": t_tf})
     fp32 = OrtModel(md, args.providers, cache_dir=tmp / "trt-cache", intra_op_threads=args.threads)
     t32 = timeit(lambda: fp32.run(x), args.reps)
