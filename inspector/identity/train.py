@@ -101,7 +101,10 @@ def resolve_weights(backbone: str, weights: str | None) -> tuple[str | None, str
         return None, describe_weights(None)
     if weights == "imagenet":
         spec = get_spec(backbone)
-        if not spec.imagenet_file or imagenet_weights_path(backbone) is None:
+        if not spec.imagenet_file:
+            log.warning("backbone %s has no ImageNet weights: training from scratch", backbone)
+            return None, f"none — {backbone} has no ImageNet weights; trained from scratch"
+        if imagenet_weights_path(backbone) is None:
             log.warning("ImageNet weights for %s are not in the Keras cache: training from scratch", backbone)
             return None, "none — ImageNet weights not available (not in the Keras cache); trained from scratch"
         return "imagenet", describe_weights("imagenet")

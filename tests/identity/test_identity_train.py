@@ -320,6 +320,7 @@ def test_imagenet_without_cache_trains_from_scratch_and_says_so(monkeypatch, tmp
     (tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
     assert resolve_weights("resnet50", "imagenet") == ("imagenet", "ImageNet (Keras cache)")
     assert effective_train_layers(cfg, "imagenet") == "last_block"
+    assert resolve_weights("tiny", "imagenet") == (None, "none — tiny has no ImageNet weights; trained from scratch")
     with pytest.raises(InspectorError, match="learning rate"):
         TrainConfig(lr=-1).check()
     assert isinstance(Split(0, np.array([1]), np.array([2]), np.array([])), Split)
