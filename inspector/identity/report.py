@@ -116,10 +116,11 @@ def plot_class_metrics(per_class: dict[str, dict[str, float]], path: Path, title
         ax.bar(x + (k - 1) * 0.27, [per_class[n][key] for n in names], width=0.27,
                label="F-measure" if key == "f1" else key)
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.18)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
