@@ -161,7 +161,10 @@ def make_dataset(tiles: np.ndarray, labels: np.ndarray, mode: str, batch: int, *
             x = tf.image.rot90(x, k=tf.random.uniform((), 0, 4, dtype=tf.int32, seed=seed))
             return x[..., 0], y
         ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch).map(lambda x, y: (tf_preprocess(x, mode), y), num_parallel_calls=tf.data.AUTOTUNE)
+    def _prep(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf_preprocess(x, mode), y
+
+    ds = ds.batch(batch).map(_prep, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

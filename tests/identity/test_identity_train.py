@@ -158,6 +158,26 @@ def test_tf_preprocess_equals_numpy_preprocess():
         np.testing.assert_allclose(np.asarray(tf_preprocess(tiles, mode)), preprocess(tiles, mode), atol=1e-5)
 
 
+def test_tf_dataset_batches_preprocesses_and_augments_by_symmetry():
+    from inspector.identity.tiling import preprocess
+    from inspector.identity.train import make_dataset
+
+    rng = np.random.default_rng(3)
+    tiles = rng.integers(0, 256, (7, 12, 12), dtype=np.uint8)
+    labels = np.arange(7)
+    plain = list(make_dataset(tiles, labels, "caffe", 3, shuffle=False))
+    assert [len(y) for _, y in plain] == [3, 3, 1]
+    np.testing.assert_allclose(np.concatenate([np.asarray(x) for x, _ in plain]), preprocess(tiles, "caffe"))
+    seen = []
+    for x, y in make_dataset(tiles, labels, "none", 4, shuffle=True, seed=1, augment=True):
+        for xi, yi in zip(np.asarray(x), np.asarray(y), strict=True):
+            grey = xi[..., 0].astype(np.uint8)
+            variants = [np.rot90(t, k) for t in (tiles[yi], tiles[yi][:, ::-1]) for k in range(4)]
+            assert any(np.array_equal(grey, v) for v in variants)  # a flip/quarter turn of its own tile
+            seen.append(int(yi))
+    assert sorted(seen) == labels.tolist()
+
+
 def test_grad_cam_tf_equals_closed_form_from_head_weights():
     """TF GradientTape Grad-CAM == the numpy closed form serving uses (from conv map, pooled, head)."""
     import keras
