@@ -19,15 +19,18 @@ PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
     "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.texture.cli",     # features, train texture, evaluate texture
-    "inspector.identity.cli",    # train identity, evaluate identity, export identity
+    "inspector.identity.cli",    # train identity, evaluate identity
+    "inspector.identity.cli_serving",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune
-    "inspector.control.cli",     # control …
-    "inspector.ops.cli",         # ops helpers (keys, …)
+    "inspector.control.cli",     # control …, keys generate
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="inspector", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="inspector",
+        description="Inline inspection daemon for pharmaceutical lines: run it, train and evaluate its "
+                    "models, generate synthetic scenes, verify its audit trail, control it.")
     p.add_argument("--version", action="version", version=f"inspector {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
