@@ -322,7 +322,8 @@ def test_cli_export_and_quantize_identity(tmp_path, monkeypatch, capsys):
 
     from inspector import cli
 
-    monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "inspector.identity.cli_serving"])
+    if "inspector.identity.cli_serving" not in cli.PLUGINS:
+        monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "inspector.identity.cli_serving"])
     keras.utils.set_random_seed(3)
     from inspector.identity.backbones import build_classifier
 
