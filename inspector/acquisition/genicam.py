@@ -74,9 +74,12 @@ class GenICamCamera(Camera):
         if not h.device_info_list:
             h.reset()
             raise CameraError(f"no GenICam device found through {self.cti}")
-        index = self._device_index(h)
         try:
+            index = self._device_index(h)
             ia = h.create(index)
+        except CameraError:
+            h.reset()
+            raise
         except Exception as e:
             h.reset()
             raise CameraError(f"cannot open GenICam device {self.device!r}: {e}") from None

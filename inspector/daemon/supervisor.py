@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import signal
 import tempfile
@@ -42,6 +43,10 @@ class Supervisor:
         self.metrics = metrics or Metrics()
         self.ledger = Ledger()
         self.mp = mp.get_context("spawn")
+        # numpy's BLAS and ONNX Runtime threads fight on small line PCs: one BLAS thread per process,
+        # set before the children are spawned (they import numpy before any of our code runs)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
         self._own_runtime = cfg.runtime_dir is None
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="inspector-")) if self._own_runtime else Path(cfg.runtime_dir)
         self.runtime_dir.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,11 @@ log = logging.getLogger("inspector.worker")
 
 def build_inspections(cfg: Config, worker: str) -> list[Inspection]:
     params = validate_inspections(cfg)
+    from inspector.audit.settings import gradcam_dir
+
     ctx = InspectionContext(state_dir=cfg.state_path(), models_dir=cfg.models_path(),
-                            log=logging.getLogger(f"inspector.inspection.{worker}"), worker=worker)
+                            log=logging.getLogger(f"inspector.inspection.{worker}"), worker=worker,
+                            gradcam_dir=gradcam_dir(cfg))
     return [inspection_class(s.name)(params[s.name], ctx) for s in cfg.enabled_inspections()]
 
 

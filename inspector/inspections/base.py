@@ -59,6 +59,8 @@ class InspectionContext:
     models_dir: Path
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("inspector.inspection"))
     worker: str = ""
+    #: where Grad-CAM snapshots go (paths in results/audit are relative to it); None: <state_dir>/gradcam
+    gradcam_dir: Path | None = None
 
 
 class Inspection(ABC):

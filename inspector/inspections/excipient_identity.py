@@ -11,7 +11,8 @@ model class exactly or by slug (``"CEOLUS KG-802"`` == ``"ceolus-kg-802"``).
 
 Grad-CAM snapshots (numpy closed form, no TensorFlow) of the predicted class go out as ``gradcam``
 attachments — PNG bytes of a whole-frame overlay plus a JSON header — for every reject and for one
-in ``gradcam_every_n_passes`` passes, and are saved under ``<state_dir>/gradcam/<date>/``.
+in ``gradcam_every_n_passes`` passes, and are saved under the Grad-CAM directory
+(``audit.gradcam_dir`` / ``publish.gradcam_dir``, default ``<state_dir>/gradcam``) in ``<date>/``.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class ExcipientIdentity(Inspection):
         min_confidence: float = Field(0.6, ge=0.0, le=1.0)
         aggregate: Literal["mean", "vote"] = "mean"
         gradcam_every_n_passes: int = Field(20, ge=0, description="Grad-CAM for 1 in N passes (0: rejects only)")
-        save_gradcam: bool = Field(True, description="also save snapshots under <state_dir>/gradcam/<date>/")
+        save_gradcam: bool = Field(True, description="also save snapshots under <gradcam_dir>/<date>/")
         providers: list[str] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS))
         precision: Literal["fp32", "int8"] = "fp32"
         intra_op_threads: int = Field(1, ge=1, le=64)
@@ -248,11 +249,13 @@ class ExcipientIdentity(Inspection):
         return Attachment(kind="gradcam", header=header, payload=png)
 
     def _save(self, acquired_at: float, run_id: str, frame_id: int, png: bytes) -> str | None:
-        """Write the PNG under <state_dir>/gradcam/<UTC date>/; returns the path relative to state_dir."""
+        """Write the PNG under <gradcam_dir>/<UTC date>/; returns the path relative to gradcam_dir
+        (the audit trail references snapshots relative to that directory)."""
         day = _dt.datetime.fromtimestamp(acquired_at or time.time(), _dt.timezone.utc).strftime("%Y-%m-%d")
         run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id or "run")[:64] or "run"
-        rel = Path("gradcam") / day / f"{run}_{int(frame_id)}.png"
-        path = Path(self.ctx.state_dir) / rel
+        rel = Path(day) / f"{run}_{int(frame_id)}.png"
+        base = self.ctx.gradcam_dir or Path(self.ctx.state_dir) / "gradcam"
+        path = Path(base) / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".png.tmp")
