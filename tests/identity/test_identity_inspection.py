@@ -98,9 +98,9 @@ def test_mismatch_is_rejected_with_a_gradcam_snapshot(repo, tmp_path):
     assert h["tile_grid"]["rows"] == 4 and h["tile_grid"]["cols"] == 5 and len(h["tile_grid"]["origins"]) == 20
     png = cv2.imdecode(np.frombuffer(att.payload, np.uint8), cv2.IMREAD_COLOR)
     assert png.shape == (960, 1280, 3)
-    saved = tmp_path / "state" / r.detail["gradcam"]
+    saved = tmp_path / "state" / "gradcam" / r.detail["gradcam"]  # relative to the Grad-CAM directory
     assert saved.is_file() and saved.read_bytes() == att.payload
-    assert saved.name == "run-1_8.png" and saved.parent.parent.name == "gradcam"
+    assert saved.name == "run-1_8.png" and saved.parent.parent.name == "gradcam"  # <gradcam_dir>/<date>/
 
 
 def test_gradcam_for_one_in_n_passes(repo, tmp_path):
