@@ -213,6 +213,19 @@ def _format_validation_error(e: ValidationError, source: str) -> str:
     return f"invalid configuration in {source}: " + "; ".join(lines)
 
 
+def validate_block(model: type[BaseModel], data: Any, key: str) -> Any:
+    """Validate an extension block (``audit:``, ``control:``, ``security:``) with its own model;
+    raises ConfigError naming ``key.sub.key`` and the problem."""
+    try:
+        return model(**data)
+    except ValidationError as e:
+        errs = "; ".join(f"{key}.{'.'.join(str(p) for p in err['loc'])}: "
+                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid configuration: {errs}") from None
+    except TypeError as e:
+        raise ConfigError(f"invalid configuration: {key}: {e}") from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:

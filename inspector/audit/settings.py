@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from inspector.errors import ConfigError
 
@@ -56,14 +56,9 @@ class AuditConfig(BaseModel):
 
 def audit_config(cfg: Config) -> AuditConfig:
     """Validate ``cfg.audit``; raises ConfigError naming the bad key."""
-    try:
-        return AuditConfig(**cfg.audit)
-    except ValidationError as e:
-        errs = "; ".join(f"audit.{'.'.join(str(p) for p in err['loc'])}: "
-                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid configuration: {errs}") from None
-    except TypeError as e:
-        raise ConfigError(f"invalid configuration: audit: {e}") from None
+    from inspector.config import validate_block
+
+    return validate_block(AuditConfig, cfg.audit, "audit")
 
 
 def db_path(cfg: Config, acfg: AuditConfig | None = None) -> Path:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from inspector.errors import ConfigError
 
 if TYPE_CHECKING:
     from inspector.config import Config
@@ -37,11 +36,6 @@ class ControlConfig(BaseModel):
 
 def control_config(cfg: Config) -> ControlConfig:
     """Validate ``cfg.control``; raises ConfigError naming the bad key."""
-    try:
-        return ControlConfig(**cfg.control)
-    except ValidationError as e:
-        errs = "; ".join(f"control.{'.'.join(str(p) for p in err['loc'])}: "
-                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid configuration: {errs}") from None
-    except TypeError as e:
-        raise ConfigError(f"invalid configuration: control: {e}") from None
+    from inspector.config import validate_block
+
+    return validate_block(ControlConfig, cfg.control, "control")

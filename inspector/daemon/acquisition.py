@@ -61,13 +61,8 @@ class _CameraThread(threading.Thread):
                         backoff = backoff_min
                     except CameraError as e:
                         log.error("camera unavailable: %s (retrying in %.1f s)", e, backoff)
-                        self.events.send("camera", state="down", error=str(e))
-                        if cam is not None:
-                            cam.close()
-                        cam = None
-                        self.stop_evt.wait(backoff)
-                        backoff = min(backoff * 2, backoff_max)
-                        self.events.send("camera", state="reconnecting")
+                        cam = self._lost(cam, e)
+                        backoff = self._back_off(backoff, backoff_max)
                         continue
                 if self.paused.is_set():
                     self.stop_evt.wait(0.05)
@@ -84,13 +79,8 @@ class _CameraThread(threading.Thread):
                     if not isinstance(e, CameraError):
                         log.exception("camera driver failed")
                     log.error("camera fault: %s — closing and re-creating the acquirer", e)
-                    self.events.send("camera", state="down", error=str(e))
-                    self._next_id = cam._next_id
-                    cam.close()
-                    cam = None
-                    self.stop_evt.wait(backoff)
-                    backoff = min(backoff * 2, backoff_max)
-                    self.events.send("camera", state="reconnecting")
+                    cam = self._lost(cam, e)
+                    backoff = self._back_off(backoff, backoff_max)
                     continue
                 if raw is None:
                     continue
@@ -107,6 +97,19 @@ class _CameraThread(threading.Thread):
             if cam is not None:
                 cam.close()
             out.close()
+
+    def _lost(self, cam: Any, error: Exception) -> None:
+        """Report the camera down and close the driver (numbering continues on the next one)."""
+        self.events.send("camera", state="down", error=str(error))
+        if cam is not None:
+            self._next_id = max(self._next_id, cam._next_id)
+            cam.close()
+        return None
+
+    def _back_off(self, delay: float, maximum: float) -> float:
+        self.stop_evt.wait(delay)
+        self.events.send("camera", state="reconnecting")
+        return min(delay * 2, maximum)
 
     def _bad_input(self, kind: str, message: str) -> None:
         self.events.send("bad_input", input_kind=kind, message=message)

@@ -55,7 +55,7 @@ class ControlHook:
 
     # ------------------------------------------------------------------ commands
     def handle(self, req: ControlRequest) -> dict[str, Any]:
-        sup, m = self.sup, self.sup.metrics
+        m = self.sup.metrics
         try:
             result = getattr(self, f"_cmd_{req.cmd}")(req)
         except InspectorError:

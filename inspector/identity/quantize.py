@@ -125,7 +125,7 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| tiles whose top-1 class changed | {r['disagreements']} |",
         f"| max abs. probability difference | {r['max_abs_prob_diff']:.4f} |",
         f"| mean abs. probability difference | {r['mean_abs_prob_diff']:.5f} |",
-        f"| method | ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations (min/max), head in float |",
+        "| method | ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations (min/max), head in float |",
         f"| quantisation time | {r['seconds']:.1f} s |",
         "",
         "Per class (fp32 top-1 on held-out tiles):",

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from inspector.errors import ConfigError
 
@@ -51,14 +51,9 @@ class SecurityConfig(BaseModel):
 
 def security_config(cfg: Config) -> SecurityConfig:
     """Validate ``cfg.security``; raises ConfigError naming the bad key."""
-    try:
-        return SecurityConfig(**cfg.security)
-    except ValidationError as e:
-        errs = "; ".join(f"security.{'.'.join(str(p) for p in err['loc'])}: "
-                         f"{'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid configuration: {errs}") from None
-    except TypeError as e:
-        raise ConfigError(f"invalid configuration: security: {e}") from None
+    from inspector.config import validate_block
+
+    return validate_block(SecurityConfig, cfg.security, "security")
 
 
 # ---- keys ----------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 
-import pytest
 import zmq
 
 from daemon_helpers import audit_frames, control, run_cli, start_daemon, wait_ready, write_config
