@@ -12,7 +12,7 @@ from inspector.errors import ConfigError
 
 _VERBS = {  # CLI verb -> (protocol command, help)
     "status": ("status", "show the daemon's state"),
-    "pause": ("pause", "stop inspecting (frames are recorded as dropped with reason 'paused')"),
+    "pause": ("pause", "stop acquiring frames until resume (frames in flight are still inspected)"),
     "resume": ("resume", "resume inspecting"),
     "set-lot": ("set_lot", "set the lot id (and recipe) stamped on every following frame"),
     "set-expected": ("set_expected", "set the expected excipient for identity checks"),
