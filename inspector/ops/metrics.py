@@ -71,8 +71,10 @@ class Metrics:
         self._models: dict[str, tuple[str, str, str]] = {}
         for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
             self.stage_seconds.labels(stage=s)
-        for reason in ("queue_full", "shutdown", "bad_frame", "paused"):
+        for reason in ("queue_full", "shutdown"):
             self.frames_dropped.labels(reason=reason)
+        for reason in ("worker_died", "acquisition_died", "malformed_frame", "shutdown"):
+            self.frames_lost.labels(reason=reason)
 
     def declare_inspections(self, names: list[str]) -> None:
         """Create every {inspection, verdict} series at start, so dashboards see zeros, not gaps."""
