@@ -115,7 +115,6 @@ class TransportConfig(_Strict):
 class SupervisorConfig(_Strict):
     drain_timeout_s: float = Field(5.0, gt=0, le=60)
     restart_backoff_s: float = Field(0.2, ge=0, le=60)
-    lost_frame_policy: Literal["lost", "retry"] = "lost"
 
 
 def _check_endpoint(v: str) -> str:

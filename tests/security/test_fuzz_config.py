@@ -34,7 +34,7 @@ SUB = {
     "queue": ["capacity", "when_full"], "publish": ["endpoint", "gradcam_dir"], "metrics": ["listen", "enabled"],
     "lot": ["id", "recipe", "expected_excipient"], "log": ["level", "results", "json_lines"],
     "transport": ["frames_endpoint", "max_message_bytes"],
-    "supervisor": ["drain_timeout_s", "restart_backoff_s", "lost_frame_policy"],
+    "supervisor": ["drain_timeout_s", "restart_backoff_s"],
     "audit": ["db", "hmac_key_file", "gradcam_dir", "retention"],
     "control": ["endpoint", "timeout_s"],
     "security": ["curve_server_secret_key_file", "curve_server_public_key_file", "curve_allowed_clients_dir",
