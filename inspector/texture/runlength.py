@@ -65,26 +65,38 @@ def _run_lengths(q, sentinel):  # pragma: no cover - compiled
     new_a = np.zeros(w + 2, np.int32)
     up = np.full(w + 2, sentinel, np.int32)
     cur = np.full(w + 2, sentinel, np.int32)
+    # unsigned indices throughout: numba's negative-index wraparound on ``c - 1`` / ``c + 1``
+    # turns the vectorised loop into gathers (measured 1.4x slower overall)
+    one = np.uintp(1)
+    two = np.uintp(2)
+    cp = np.uintp(_COPIES)
+    mlu = np.uintp(ml)
     for r in range(h):
         src = q[r]
         for c in range(w):
-            cur[c + 1] = src[c]
-        for c in range(1, w + 1):
-            v = cur[c]
+            u = np.uintp(c)
+            cur[u + one] = src[u]
+        for c in range(w):
+            u = np.uintp(c)  # column c - 1 (stored at c); m: column c; p: column c + 1
+            m = u + one
+            p = u + two
+            v = cur[m]
             inside = np.int32(v != sentinel)
-            new_v[c] = (len_v[c] * np.int32(up[c] == v) + 1) * inside
-            new_d[c] = (len_d[c - 1] * np.int32(up[c - 1] == v) + 1) * inside  # 135: from up-left
-            new_a[c] = (len_a[c + 1] * np.int32(up[c + 1] == v) + 1) * inside  # 45: from up-right
+            new_v[m] = (len_v[m] * np.int32(up[m] == v) + 1) * inside
+            new_d[m] = (len_d[u] * np.int32(up[u] == v) + 1) * inside  # 135: from up-left
+            new_a[m] = (len_a[p] * np.int32(up[p] == v) + 1) * inside  # 45: from up-right
         for c in range(1, w + 1):
-            o = (c % _COPIES) * ml
-            sub[1, o + new_v[c]] += 1
-            sub[2, o + new_a[c]] += 1
-            sub[3, o + new_d[c]] += 1
+            u = np.uintp(c)
+            o = (u % cp) * mlu
+            sub[1, o + np.uintp(new_v[u])] += 1
+            sub[2, o + np.uintp(new_a[u])] += 1
+            sub[3, o + np.uintp(new_d[u])] += 1
         run = np.int32(0)
         for c in range(1, w + 1):
-            v = cur[c]
-            run = (run * np.int32(cur[c - 1] == v) + 1) * np.int32(v != sentinel)
-            sub[0, (c % _COPIES) * ml + run] += 1
+            u = np.uintp(c)
+            v = cur[u]
+            run = (run * np.int32(cur[u - one] == v) + 1) * np.int32(v != sentinel)
+            sub[0, (u % cp) * mlu + np.uintp(run)] += 1
         len_v, new_v = new_v, len_v
         len_d, new_d = new_d, len_d
         len_a, new_a = new_a, len_a
