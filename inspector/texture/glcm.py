@@ -26,8 +26,8 @@ logarithms in base 2 (0·log 0 = 0):
 * ``Entropy`` −Σ p log₂ p;  ``DifVarnc`` the variance of |i − j| under p_{x-y}
   (mahotas ``use_x_minus_y_variance=True``);  ``DifEntrp`` −Σ p_{x-y} log₂ p_{x-y}.
 
-The counting kernel is a numba loop over rows that updates all offsets for a row while it is hot
-in cache; the features are computed for all matrices at once with a few matrix products.
+The counting kernel is a numba loop over row tiles that counts the four offsets of a distance in
+one pass over the anchor pixels; the features are computed for all matrices at once with a few matrix products.
 """
 
 from __future__ import annotations
@@ -69,27 +69,28 @@ def glcm_names(distances: tuple[int, ...]) -> list[str]:
     return [prefix + f for prefix, _, _ in offsets_for(distances) for f in GLCM_FEATURES]
 
 
-#: rows per tile of the counting kernel: the tile's codes stay in L1/L2 while each offset's
-#: count matrix is hot in turn
+#: rows per tile of the counting kernel: the tile's codes stay in L1/L2 while each distance's
+#: four count matrices are hot in turn
 _TILE_ROWS = 16
-#: copies of each count matrix, alternating by column: on smooth textures consecutive pixels
-#: often hit the same bin, and two copies halve the chains of dependent increments (measured
-#: 1.5x faster on a resized real image, neutral on white noise; 4+ copies overflow L1)
-_COPIES = 2
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
-    """Non-symmetric pair counts (K, nbins*nbins): out[k, q[r,c]*nbins + q[r+dr, c+dc]].
+def _count_pairs(q, dists, nbins):  # pragma: no cover - compiled
+    """Non-symmetric pair counts (4·len(dists), nbins*nbins) in :func:`offsets_for` order.
 
-    Rows are processed in tiles of ``_TILE_ROWS``; within a tile the offsets are the outer loop,
-    so one count matrix at a time is written (no cache thrashing between the 20 matrices), and
-    the first pixel of each pair is read from a precomputed code row ``q * nbins + copy``.
+    For distance d (index i) the matrices are 4i: (0, d), 4i+1: (d, 0), 4i+2: (d, d),
+    4i+3: (d, −d), each ``out[k, q[r,c]*nbins + q[r+dr, c+dc]]``. Rows are processed in tiles of
+    ``_TILE_ROWS``; within a tile the distances are the outer loop and the four offsets of a
+    distance are counted in one pass over the anchor pixels, so each anchor's code
+    ``q * nbins`` (precomputed per tile row) is loaded once for four increments and only four
+    matrices are hot at a time (measured ≈ 10–15 % faster than one offset per pass, which in
+    turn needed two interleaved copies of each matrix). Indices are unsigned so numba emits no
+    negative-index wraparound.
     """
     h, w = q.shape
-    k_n = offsets.shape[0]
+    nd = dists.shape[0]
     nn = nbins * nbins
-    sub = np.zeros((k_n, _COPIES * nn), np.int32)  # < 2^31 pairs: checked by the caller
+    sub = np.zeros((4 * nd, nn), np.int32)  # < 2^31 pairs: checked by the caller
     code = np.empty((_TILE_ROWS, w), np.uint32)
     nb = np.uint32(nbins)
     for r0 in range(0, h, _TILE_ROWS):
@@ -98,27 +99,54 @@ def _count_pairs(q, offsets, nbins):  # pragma: no cover - compiled
             row = q[r]
             cr = code[r - r0]
             for c in range(w):
-                cr[c] = np.uint32(row[c]) * nb + np.uint32((c % _COPIES) * nn)
-        for k in range(k_n):
-            dr = offsets[k, 0]
-            dc = offsets[k, 1]
-            o = sub[k]
-            for r in range(r0, min(r1, h - dr)):
+                cr[c] = np.uint32(row[c]) * nb
+        for i in range(nd):
+            d = dists[i]
+            du = np.uintp(d)
+            oh = sub[4 * i]
+            ov = sub[4 * i + 1]
+            od = sub[4 * i + 2]
+            oa = sub[4 * i + 3]
+            for r in range(max(r0, h - d), r1):  # last d rows: horizontal pairs only
                 cr = code[r - r0]
-                row2 = q[r + dr]
-                if dc >= 0:
-                    for c in range(w - dc):
-                        o[cr[c] + np.uint32(row2[c + dc])] += 1
-                else:
-                    n = -dc
-                    for c in range(w - n):  # unsigned index: no negative-index wraparound test
-                        o[cr[np.uintp(c + n)] + np.uint32(row2[c])] += 1
-    out = np.zeros((k_n, nn), np.int64)
-    for k in range(k_n):
-        for j in range(_COPIES):
-            for i in range(nn):
-                out[k, i] += sub[k, j * nn + i]
-    return out
+                row1 = q[r]
+                for c in range(w - d):
+                    u = np.uintp(c)
+                    oh[cr[u] + np.uint32(row1[u + du])] += 1
+            for r in range(r0, min(r1, h - d)):
+                cr = code[r - r0]
+                row1 = q[r]
+                row2 = q[r + d]
+                if w > 2 * d:
+                    for c in range(d):  # left edge: no (d, −d) partner
+                        u = np.uintp(c)
+                        a = cr[u]
+                        oh[a + np.uint32(row1[u + du])] += 1
+                        ov[a + np.uint32(row2[u])] += 1
+                        od[a + np.uint32(row2[u + du])] += 1
+                    for c in range(d, w - d):
+                        u = np.uintp(c)
+                        a = cr[u]
+                        oh[a + np.uint32(row1[u + du])] += 1
+                        oa[a + np.uint32(row2[u - du])] += 1
+                        ov[a + np.uint32(row2[u])] += 1
+                        od[a + np.uint32(row2[u + du])] += 1
+                    for c in range(w - d, w):  # right edge: no (0, d) or (d, d) partner
+                        u = np.uintp(c)
+                        a = cr[u]
+                        oa[a + np.uint32(row2[u - du])] += 1
+                        ov[a + np.uint32(row2[u])] += 1
+                else:  # narrow image: test each partner
+                    for c in range(w):
+                        u = np.uintp(c)
+                        a = cr[u]
+                        ov[a + np.uint32(row2[u])] += 1
+                        if c + d < w:
+                            oh[a + np.uint32(row1[u + du])] += 1
+                            od[a + np.uint32(row2[u + du])] += 1
+                        if c >= d:
+                            oa[a + np.uint32(row2[u - du])] += 1
+    return sub.astype(np.int64)
 
 
 def cooccurrence(q: np.ndarray, levels: int, distances: tuple[int, ...]) -> np.ndarray:
@@ -129,9 +157,9 @@ def cooccurrence(q: np.ndarray, levels: int, distances: tuple[int, ...]) -> np.n
     """
     if q.size >= 2**31:
         raise ValueError("images of 2^31 pixels or more are not supported")
-    offs = np.array([(dr, dc) for _, dr, dc in offsets_for(distances)], dtype=np.int64)
+    dists = np.array(distances, dtype=np.int64)
     nbins = levels + 1
-    counts = _count_pairs(q, offs, nbins).reshape(len(offs), nbins, nbins)[:, :levels, :levels]
+    counts = _count_pairs(q, dists, nbins).reshape(4 * len(dists), nbins, nbins)[:, :levels, :levels]
     return counts + counts.transpose(0, 2, 1)
 
 
