@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -11,23 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_plugin_cli
 from inspector.audit import cli as audit_cli
 from inspector.audit.chain import record_digest
 from inspector.audit.store import AuditStore
-from inspector.errors import InspectorError
 
 
 def run(argv: list[str]) -> int:
-    """What ``inspector.cli.main`` does, restricted to this plugin."""
-    p = argparse.ArgumentParser(prog="inspector")
-    sub = p.add_subparsers(dest="command")
-    audit_cli.register(sub, {})
-    args = p.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InspectorError as e:
-        print(f"error: {e}")
-        return e.exit_code
+    return run_plugin_cli(audit_cli.register, argv)
 
 
 def _fill(path: Path) -> None:

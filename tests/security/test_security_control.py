@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import zmq
 
+from cli_helpers import run_plugin_cli
 from inspector.audit.store import AuditStore
 from inspector.control import cli as control_cli
 from inspector.control.client import ControlError, send_command
@@ -277,14 +277,7 @@ def test_client_rejects_an_unreadable_reply() -> None:
 
 # ---- CLI ---------------------------------------------------------------------------------------
 def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="inspector")
-    control_cli.register(p.add_subparsers(dest="command"), {})
-    args = p.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InspectorError as e:
-        print(f"error: {e}")
-        return e.exit_code
+    return run_plugin_cli(control_cli.register, argv)
 
 
 def test_control_cli_sends_each_command_and_prints_the_reply(capsys) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import stat
@@ -13,13 +12,14 @@ import pytest
 import zmq
 import zmq.auth
 
+from cli_helpers import run_plugin_cli
 from inspector.audit.store import AuditStore
 from inspector.config import load_config
 from inspector.control import cli as control_cli
 from inspector.control.client import ControlError, send_command
 from inspector.control.protocol import ControlRequest
 from inspector.control.server import ControlServer
-from inspector.errors import ConfigError, InspectorError
+from inspector.errors import ConfigError
 from inspector.transport.security import (
     SecurityConfig,
     is_loopback_endpoint,
@@ -206,14 +206,7 @@ def test_security_block_is_validated_from_the_config(tmp_path: Path) -> None:
 
 
 def _keys_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="inspector")
-    control_cli.register(p.add_subparsers(dest="command"), {})
-    args = p.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InspectorError as e:
-        print(f"error: {e}")
-        return e.exit_code
+    return run_plugin_cli(control_cli.register, argv)
 
 
 def test_keys_generate_writes_a_usable_pair_and_never_overwrites(tmp_path: Path, capsys) -> None:
