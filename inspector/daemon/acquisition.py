@@ -165,8 +165,7 @@ class Broker:
         self.policy = cfg.queue.when_full
         self.camera = _CameraThread(cfg, self.ctx, run_id, self.events)
         self.camera._next_id = first_frame_id
-        self.context: dict[str, Any] = cfg.lot_context()
-        self.camera.context = dict(self.context)
+        self.camera.context = cfg.lot_context()  # stamped on every frame; replaced, never mutated
         self.stopping = False
         self.parent = os.getppid()
 
@@ -273,8 +272,7 @@ class Broker:
         elif op == "resume":
             self.camera.paused.clear()
         elif op == "context":
-            self.context.update({k: v for k, v in (head.get("context") or {}).items()})
-            self.camera.context = dict(self.context)
+            self.camera.context = {**self.camera.context, **(head.get("context") or {})}
         elif op == "worker_gone":
             ident = str(head.get("worker", "")).encode()
             self.gone.add(ident)

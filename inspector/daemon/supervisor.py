@@ -64,11 +64,9 @@ class Supervisor:
         self.paused = False
         self.context: dict[str, Any] = cfg.lot_context()
         self.recorder = Recorder(cfg, self.run_id, self.config_sha256, self.metrics)
-        self._last_status = 0.0
         self._last_progress = time.monotonic()
         self._finished_out: dict[int, Any] = {}  # frames ended, waiting for earlier ones (in-order release)
         self._next_out = 0
-        self.first_frame_id = 0  # a restarted acquisition process continues the numbering
         # hook factories, called once sockets exist: objects with .tick(supervisor) and .close()
         # (health/metrics listener + sd_notify, control channel)
         self.hook_factories: list[Any] = []
@@ -146,8 +144,8 @@ class Supervisor:
         self.workers[index] = (p, name)
 
     def _start_acquisition(self) -> None:
+        # a restarted acquisition process continues the numbering after every id already seen
         first = max([self._next_out, *(i + 1 for i in self.ledger.inflight), *(i + 1 for i in self._finished_out)])
-        self.first_frame_id = first
         self.acq = self.mp.Process(target=run_acquisition, name="inspector-acquisition",
                                    args=(self.cfg_data, self.ep.to_dict(), self.run_id, first), daemon=True)
         self.acq.start()
@@ -227,25 +225,26 @@ class Supervisor:
             return
         self.ready_workers.add(worker)
         for insp, info in (ev.get("models") or {}).items():
-            if info and self.models.get(insp) != info:
-                self.models[insp] = info
-                self.metrics.set_model(insp, info["name"], info["version"], info.get("sha256"))
+            if info and self._serve_model(insp, info):
                 self.recorder.event("model_load", {"inspection": insp, "model": info, "worker": worker})
+
+    def _serve_model(self, inspection: str, info: dict[str, Any]) -> bool:
+        """Record the model an inspection now serves; False if it was already the one."""
+        if self.models.get(inspection) == info:
+            return False
+        self.models[inspection] = info
+        self.metrics.set_model(inspection, info["name"], info["version"], info.get("sha256"))
+        return True
 
     def _on_model_event(self, ev: dict[str, Any]) -> None:
         insp = str(ev.get("inspection"))
         if ev.get("ok") and ev.get("model"):
             info = ev["model"]
-            if self.models.get(insp) != info:
-                self.models[insp] = info
-                self.metrics.set_model(insp, info["name"], info["version"], info.get("sha256"))
+            self._serve_model(insp, info)
             self.recorder.event("model_reload", {"inspection": insp, "model": info, "worker": ev.get("worker")})
         else:
             self.recorder.event("model_refused", {"inspection": insp, "error": ev.get("error"),
                                                   "worker": ev.get("worker")})
-        for hook in self.hooks:
-            if hasattr(hook, "on_model_event"):
-                hook.on_model_event(ev)
 
     def _on_result(self, header: dict[str, Any], payloads: list[bytes]) -> None:
         meta: FrameMeta = header["meta"]
@@ -345,10 +344,12 @@ class Supervisor:
             self.recorder.flush()
             self._start_acquisition()
 
+    def _workers_ready(self) -> int:
+        return sum(1 for p, n in self.workers.values() if p.exitcode is None and n in self.ready_workers)
+
     def _tick(self) -> None:
         self.recorder.maybe_apply_retention()
-        alive = sum(1 for p, n in self.workers.values() if p.exitcode is None and n in self.ready_workers)
-        self.metrics.workers_up.set(alive)
+        self.metrics.workers_up.set(self._workers_ready())
         ok, _ = self.readiness()
         self.metrics.ready.set(1 if ok else 0)
         for hook in self.hooks:
@@ -359,7 +360,7 @@ class Supervisor:
         reasons = []
         if not self.camera_up:
             reasons.append("camera not open")
-        alive = sum(1 for p, n in self.workers.values() if p.exitcode is None and n in self.ready_workers)
+        alive = self._workers_ready()
         if alive < self.cfg.workers:
             reasons.append(f"{alive}/{self.cfg.workers} workers ready (models loaded)")
         if self.stopping:
