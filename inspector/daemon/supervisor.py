@@ -67,6 +67,7 @@ class Supervisor:
         self._last_progress = time.monotonic()
         self._finished_out: dict[int, Any] = {}  # frames ended, waiting for earlier ones (in-order release)
         self._next_out = 0
+        self._unreleased: list[tuple[int, Any]] = []  # ended frames whose audit records are not yet written
         # hook factories, called once sockets exist: objects with .tick(supervisor) and .close()
         # (health/metrics listener + sd_notify, control channel)
         self.hook_factories: list[Any] = []
@@ -165,7 +166,15 @@ class Supervisor:
                     break
                 self._on_message(parts)
                 batch += 1
-            self.recorder.flush()
+        self._commit()
+
+    def _commit(self) -> None:
+        """Write the pending audit records in one transaction, then release what they cover: nothing
+        is published that is not on record, at one fsync per batch rather than per frame."""
+        self.recorder.flush()
+        pending, self._unreleased = self._unreleased, []
+        for frame_id, item in pending:
+            self._release(frame_id, item)
 
     def _on_message(self, parts: list[Any]) -> None:
         try:
@@ -252,10 +261,8 @@ class Supervisor:
         if st is None:
             log.warning("duplicate result for frame %d ignored", meta.frame_id)
             return
-        # audit first: nothing is published that is not on record
         self.recorder.inspected(meta, header["results"])
-        self.recorder.flush()
-        self._release(meta.frame_id, (header, payloads))
+        self._unreleased.append((meta.frame_id, (header, payloads)))  # published after _commit()
 
     def _release(self, frame_id: int, item: tuple[dict[str, Any], list[bytes]] | None) -> None:
         """Publish in frame order: a result waits until every earlier frame has ended (inspected,
@@ -301,7 +308,7 @@ class Supervisor:
             return
         self.metrics.frames_dropped.labels(reason=reason).inc()
         self.recorder.not_inspected(st, "dropped", reason)
-        self._release(frame_id, None)
+        self._unreleased.append((frame_id, None))
 
     def _lost(self, frame_id: int, reason: str) -> None:
         st = self.ledger.finish(frame_id, "lost")
@@ -309,7 +316,7 @@ class Supervisor:
             return
         self.metrics.frames_lost.labels(reason=reason).inc()
         self.recorder.not_inspected(st, "lost", reason)
-        self._release(frame_id, None)
+        self._unreleased.append((frame_id, None))
         log.warning("frame %d lost (%s)", frame_id, reason)
 
     def _check_children(self) -> None:
@@ -325,7 +332,7 @@ class Supervisor:
             self.command("worker_gone", worker=name)
             for st in self.ledger.worker_died(name):
                 self._lost(st.frame_id, "worker_died")
-            self.recorder.flush()
+            self._commit()
             self.metrics.worker_restarts.inc()
             self.recorder.event("worker_restart", {"worker": name, "exitcode": p.exitcode})
             if p.exitcode == 3:  # could not load its inspections: do not spin
@@ -341,7 +348,7 @@ class Supervisor:
             for st in self.ledger.outstanding():
                 if st.worker is None:  # still in the dead process's queue
                     self._lost(st.frame_id, "acquisition_died")
-            self.recorder.flush()
+            self._commit()
             self._start_acquisition()
 
     def _workers_ready(self) -> int:
