@@ -59,3 +59,15 @@ def test_bad_env_value_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTOR_WORKERS", "many")
     with pytest.raises(ConfigError, match="workers"):
         load_config(_write(tmp_path, "camera: {scene: noise}\n"))
+
+
+def test_cli_output_piped_into_a_closed_reader_exits_quietly():
+    import subprocess
+    import sys
+
+    # the reader is gone before the command writes (what `inspector … | head` does to a long output)
+    p = subprocess.Popen([sys.executable, "-m", "inspector", "config", "check", "--print"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
