@@ -92,6 +92,7 @@ class Supervisor:
                                    secure=lambda sock: secure_server(sock, sec, self.ctx))
         self.metrics.queue_capacity.set(self.cfg.queue.capacity)
         self.metrics.workers_configured.set(self.cfg.workers)
+        self.metrics.declare_camera(self.cfg.camera_id())
         self.metrics.declare_inspections([s.name for s in self.cfg.enabled_inspections()])
         self.recorder.startup()
         self.hooks = [factory(self) for factory in self.hook_factories]

@@ -76,6 +76,11 @@ class Metrics:
         for reason in ("worker_died", "acquisition_died", "malformed_frame", "shutdown"):
             self.frames_lost.labels(reason=reason)
 
+    def declare_camera(self, camera: str) -> None:
+        """Create the acquired-frames series at 0 before the first frame, like the drop series, so
+        early rate() ratios (drop ratio, throughput) compare counters that both start at zero."""
+        self.frames_acquired.labels(camera=camera)
+
     def declare_inspections(self, names: list[str]) -> None:
         """Create every {inspection, verdict} series at start, so dashboards see zeros, not gaps."""
         for n in names:

@@ -275,6 +275,7 @@ class SyntheticLine:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="synthetic-line", daemon=True)
         m = metrics
+        m.declare_camera("synthetic0")  # as the daemon does at start
         m.queue_capacity.set(32)
         m.workers_configured.set(2)
         m.workers_up.set(2)
