@@ -115,6 +115,9 @@ class TransportConfig(_Strict):
 class SupervisorConfig(_Strict):
     drain_timeout_s: float = Field(5.0, gt=0, le=60)
     restart_backoff_s: float = Field(0.2, ge=0, le=60)
+    stall_timeout_s: float = Field(1.5, gt=0.1, le=600, description=(
+        "frames acquired but none inspected for this long: not ready, watchdog withheld (set it above "
+        "the slowest frame's inspection time)"))
 
 
 def _check_endpoint(v: str) -> str:

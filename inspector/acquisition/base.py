@@ -36,7 +36,6 @@ class Camera(ABC):
     def __init__(self, camera_id: str, *, on_bad_input: BadInputHook | None = None):
         self.camera_id = camera_id
         self.run_id = ""
-        self._next_id = 0
         self._on_bad_input = on_bad_input
 
     # -- driver API
@@ -55,15 +54,15 @@ class Camera(ABC):
         if self._on_bad_input:
             self._on_bad_input(kind, message)
 
-    def stamp(self, raw: RawImage, context: dict[str, Any] | None = None) -> Frame:
-        """Wrap a raw image into a Frame with the next frame id and our own timestamp."""
+    def stamp(self, raw: RawImage, frame_id: int, context: dict[str, Any] | None = None) -> Frame:
+        """Wrap a raw image into a Frame with the given frame id and our own timestamp (the caller
+        owns the numbering: in the daemon, the acquisition process seeded by the supervisor)."""
         h, w = raw.pixels.shape[:2]
         meta = FrameMeta(
-            camera=self.camera_id, frame_id=self._next_id, acquired_at=time.time(), width=int(w),
+            camera=self.camera_id, frame_id=frame_id, acquired_at=time.time(), width=int(w),
             height=int(h), pixel_format=raw.pixel_format, run_id=self.run_id,
             context=dict(context or {}), source=raw.source,
         )
-        self._next_id += 1
         return Frame(pixels=raw.pixels, meta=meta)
 
     def frames(self, timeout: float = 1.0, limit: int | None = None) -> Iterator[Frame]:
@@ -73,8 +72,8 @@ class Camera(ABC):
             raw = self.read(timeout)
             if raw is None:
                 continue
+            yield self.stamp(raw, n)
             n += 1
-            yield self.stamp(raw)
 
     def __enter__(self) -> Camera:
         self.open()

@@ -48,6 +48,7 @@ class GenICamCamera(Camera):
         self._h: Any = None
         self._ia: Any = None
         self._timeout_exc: tuple[type[BaseException], ...] = (TimeoutError,)
+        self._incomplete = _Counter()
 
     # ------------------------------------------------------------------ open
     def open(self) -> None:
@@ -85,6 +86,8 @@ class GenICamCamera(Camera):
             raise CameraError(f"cannot open GenICam device {self.device!r}: {e}") from None
         self._h, self._ia = h, ia
         try:
+            self._incomplete = _Counter()
+            ia.add_callback(ia.Events.INCOMPLETE_BUFFER, self._incomplete.callback())
             self._configure(ia.remote_device.node_map)
             ia.start()
         except CameraError:
@@ -133,21 +136,41 @@ class GenICamCamera(Camera):
 
     # ------------------------------------------------------------------ read
     def read(self, timeout: float) -> RawImage | None:
+        """One frame, or None after ``timeout`` seconds in total.
+
+        harvesters' ``fetch(timeout=t)`` bounds each attempt, not the call: it re-queues incomplete
+        buffers and tries again, so under packet loss it can block for ever and the incomplete
+        buffers are never seen. ``try_fetch`` returns None for a timeout *and* for an incomplete
+        buffer (which harvesters re-queues and signals through the INCOMPLETE_BUFFER callback), so
+        this loop bounds the whole call and reports every incomplete buffer as a bad input.
+        """
         if self._ia is None:
             raise CameraError("camera is not open")
-        try:
-            with self._ia.fetch(timeout=timeout) as buf:
-                comp = buf.payload.components[0]
-                # copy out before the with-block requeues the buffer to the producer
-                pixels, pf = convert(comp.data, int(comp.width), int(comp.height), str(comp.data_format))
-        except self._timeout_exc:
-            return None
-        except BadFrameError as e:
-            self.bad_input(e.kind, f"dropped a buffer: {e}")
-            return None
-        except Exception as e:
-            raise CameraError(f"fetch failed: {type(e).__name__}: {e}") from None
-        return RawImage(pixels=pixels, pixel_format=pf)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            seen = self._incomplete.count
+            try:
+                buf = self._ia.try_fetch(timeout=remaining)
+                if buf is None:
+                    if self._incomplete.count > seen:
+                        self.bad_input("incomplete_buffer", "dropped an incomplete buffer from the device")
+                        continue
+                    return None
+                with buf:
+                    comp = buf.payload.components[0]
+                    # copy out before the with-block requeues the buffer to the producer
+                    pixels, pf = convert(comp.data, int(comp.width), int(comp.height), str(comp.data_format))
+            except self._timeout_exc:
+                return None
+            except BadFrameError as e:
+                self.bad_input(e.kind, f"dropped a buffer: {e}")
+                return None
+            except Exception as e:
+                raise CameraError(f"fetch failed: {type(e).__name__}: {e}") from None
+            return RawImage(pixels=pixels, pixel_format=pf)
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:
@@ -158,3 +181,21 @@ class GenICamCamera(Camera):
                 step()
             except Exception as e:  # closing a vanished device must not hang or raise
                 log.debug("while closing: %s", e)
+
+
+class _Counter:
+    """Counts harvesters' INCOMPLETE_BUFFER notifications (emitted on the fetching thread)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def callback(self) -> Any:
+        from harvesters.core import Callback
+
+        counter = self
+
+        class _OnIncomplete(Callback):
+            def emit(self, context: object | None = None) -> None:
+                counter.count += 1
+
+        return _OnIncomplete()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 import zmq
 
 from inspector.control.protocol import MAX_MESSAGE_BYTES, ControlRequest, decode_request, encode_reply
-from inspector.errors import InspectorError, WireError
+from inspector.errors import ConfigError, InspectorError, WireError
 from inspector.transport.security import SecurityConfig, require_secure_for_tcp, secure_server
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ControlServer:
             self.socket.bind(endpoint)
         except zmq.ZMQError as e:
             self.socket.close(linger=0)
-            raise InspectorError(f"cannot bind the control channel to {endpoint}: {e}") from None
+            raise ConfigError(f"control.endpoint: cannot bind {endpoint}: {e.strerror}") from None
         except BaseException:
             self.socket.close(linger=0)
             raise

@@ -31,7 +31,7 @@ class _AuditAdapter:
 
     def append(self, kind: str, record: dict[str, Any]) -> int:
         self.sup.recorder.event(kind, record)
-        self.sup.recorder.flush()
+        self.sup.recorder.flush(strict=True)  # the control server answers "could not be audited"
         return 0
 
 
@@ -66,53 +66,56 @@ class ControlHook:
         return result
 
     def _cmd_status(self, req: ControlRequest) -> dict[str, Any]:
-        ok, reasons = self.sup.readiness()
-        return {"ready": ok, "reasons": reasons, "paused": self.sup.paused, "counts": dict(self.sup.ledger.counts),
-                "context": self.sup.context, "models": self.sup.models, "run_id": self.sup.run_id,
-                "workers": {name: p.pid for p, name in self.sup.workers.values() if p.exitcode is None},
-                "acquisition_pid": self.sup.acq.pid if self.sup.acq is not None else None}
+        sup = self.sup
+        ok, reasons = sup.readiness()
+        st = sup.state.status()
+        return {"ready": ok, "reasons": reasons, "paused": st["paused"], "held_by": st["held_by"],
+                "counts": dict(sup.ledger.counts), "context": st["context"], "models": st["models"],
+                "run_id": sup.run_id, "workers": sup.children.alive_workers(),
+                "acquisition_pid": sup.children.acq.process.pid if sup.children.acq else None}
 
     def _cmd_pause(self, req: ControlRequest) -> dict[str, Any]:
-        self.sup.paused = True
-        self.sup.metrics.paused.set(1)
-        self.sup.command("pause")
-        return {"paused": True}
+        return self._set_paused(True)
 
     def _cmd_resume(self, req: ControlRequest) -> dict[str, Any]:
-        self.sup.paused = False
-        self.sup.metrics.paused.set(0)
-        self.sup.command("resume")
-        return {"paused": False}
+        return self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> dict[str, Any]:
+        self.sup.state.set_paused(paused)
+        self.sup.metrics.paused.set(1 if paused else 0)
+        self.sup.broadcast_state()
+        return {"paused": paused}
 
     def _cmd_set_lot(self, req: ControlRequest) -> dict[str, Any]:
         a = req.args
-        ctx = {"lot": a.lot, "recipe": a.recipe}
-        return self._set_context(ctx, req)
+        self.sup.state.set_lot(a.lot, a.recipe)  # a lot without --recipe has no recipe, not the last one's
+        return self._context_changed(req)
 
     def _cmd_set_expected(self, req: ControlRequest) -> dict[str, Any]:
         name = req.args.excipient
         self._check_params("excipient_identity", {"expected": name}, required=False)
-        return self._set_context({"expected_excipient": name}, req)
+        self.sup.state.set_expected(name)
+        return self._context_changed(req)
 
-    def _set_context(self, ctx: dict[str, Any], req: ControlRequest) -> dict[str, Any]:
+    def _context_changed(self, req: ControlRequest) -> dict[str, Any]:
         sup = self.sup
-        sup.context.update({k: v for k, v in ctx.items()})
-        sup.context = {k: v for k, v in sup.context.items() if v is not None}
-        sup.command("context", context=sup.context)
-        sup.recorder.event("lot_change", {**sup.context, "by": req.user})
-        return {"context": sup.context}
+        ctx = sup.state.context.to_dict()
+        sup.broadcast_state()
+        sup.recorder.event("lot_change", {**ctx, "by": req.user})
+        return {"context": ctx}
 
     def _cmd_reload_model(self, req: ControlRequest) -> dict[str, Any]:
         name, version = req.args.inspection, req.args.version
         # verify (sha256, classes) here first: a bad model is refused before any worker drops its own
         self._check_params(name, {"version": version}, required=True)
         request_id = uuid.uuid4().hex[:12]
-        for spec in self.sup.cfg_data["inspections"]:  # restarted workers load the new version too
-            if spec["name"] == name:
-                spec.setdefault("params", {})["version"] = version
-        self.sup.command("reload", inspection=name, version=version, request_id=request_id)
+        self.sup.state.model_versions[name] = version  # respawned workers load this version too
+        self.sup.broadcast_state()
+        self.sup.command("reload", inspection=name, request_id=request_id,
+                         **({"version": version} if version else {}))
         return {"inspection": name, "version": version or "latest", "request_id": request_id,
-                "workers": len(self.sup.workers), "note": "workers swap after verifying; see model_reload records"}
+                "workers": len(self.sup.children.workers),
+                "note": "workers swap after verifying; see model_reload records"}
 
     def _check_params(self, inspection: str, update: dict[str, Any], *, required: bool) -> None:
         specs = [s for s in self.sup.cfg.enabled_inspections() if s.name == inspection]

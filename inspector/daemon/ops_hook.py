@@ -17,7 +17,8 @@ log = logging.getLogger("inspector.ops")
 
 class OpsHook:
     """READY=1 once camera, workers and models are ready; STATUS= every few seconds; WATCHDOG=1 only
-    while frames flow (the watchdog proves the pipeline, not just the process, is alive)."""
+    while ready — frames acquired are inspected — (the watchdog proves the pipeline, not just the
+    process, is alive)."""
 
     def __init__(self, sup: Supervisor, notifier: Notifier | None = None):
         self.notifier = notifier or Notifier()
@@ -46,8 +47,10 @@ class OpsHook:
                     f"dropped {c['dropped']}, lost {c['lost']}" + ("" if ok else f"; not ready: {', '.join(reasons)}"))
             self.notifier.status(text)
             self._last_status = now
-        interval = self.notifier.watchdog_interval_s
-        if interval is not None and (sup.paused or sup.frames_flowing(2 * interval)):
+        # the watchdog proves the daemon is inspecting: withheld whenever it is not ready (stall,
+        # camera down, workers or models missing, audit refusing writes), so systemd restarts a
+        # service that stays wedged; an operator's pause is not a fault
+        if self.notifier.watchdog_interval_s is not None and self._ready_sent and ok:
             self.notifier.watchdog_if_due()
 
     def close(self) -> None:

@@ -8,28 +8,31 @@ from typing import Any
 
 import zmq
 
+from inspector.errors import ConfigError
 from inspector.frame import FrameMeta
 from inspector.transport import topics
+from inspector.transport.messages import Decision
 
 SCHEMA = 1
 
 
-def result_header(meta: FrameMeta, r: dict[str, Any]) -> dict[str, Any]:
-    """The published header of one inspection's result (also the basis of its audit decision)."""
+def result_header(meta: FrameMeta, d: Decision) -> dict[str, Any]:
+    """The published header of one inspection's decision (the same decision the audit records)."""
     return {
         "schema": SCHEMA,
         "frame_id": meta.frame_id,
         "camera": meta.camera,
         "acquired_at": meta.acquired_at,
         "run_id": meta.run_id,
-        "inspection": r["inspection"],
-        "verdict": r["verdict"],
-        "scores": r.get("scores", {}),
-        "model": r.get("model"),
-        "latency_ms": r.get("latency_ms"),
+        "inspection": d.inspection,
+        "verdict": d.verdict,
+        "reason": d.reason,
+        "scores": d.scores,
+        "model": d.model,
+        "latency_ms": d.latency_ms,
         "context": meta.context,
         "source": meta.source,
-        "detail": r.get("detail", {}),
+        "detail": d.detail,
     }
 
 
@@ -40,7 +43,11 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, 10_000)
         if secure is not None:
             secure(self.sock)
-        self.sock.bind(endpoint)
+        try:
+            self.sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            self.sock.close(0)
+            raise ConfigError(f"publish.endpoint: cannot bind {endpoint}: {e.strerror}") from None
         self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
     def result(self, header: dict[str, Any]) -> None:

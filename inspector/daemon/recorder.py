@@ -14,8 +14,10 @@ from typing import Any
 from inspector.audit.settings import apply_retention, open_store
 from inspector.config import Config
 from inspector.daemon.ledger import FrameState
+from inspector.audit.chain import AuditError
 from inspector.frame import FrameMeta
 from inspector.ops.metrics import Metrics
+from inspector.transport.messages import Decision
 
 log = logging.getLogger("inspector.audit")
 
@@ -26,6 +28,8 @@ class Recorder:
         self.store = open_store(cfg)
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._next_retention = time.monotonic() + 60.0
+        #: the last write error while the store refuses writes (disk full, read-only…), else None
+        self.failure: str | None = None
 
     def maybe_apply_retention(self, every_s: float = 3600.0) -> None:
         """Prune by age/size now and then (the store records what it pruned)."""
@@ -46,7 +50,7 @@ class Recorder:
         if self.cfg.lot.id or self.cfg.lot.recipe:
             self.event("lot_change", {"lot": self.cfg.lot.id, "recipe": self.cfg.lot.recipe,
                                       "expected_excipient": self.cfg.lot.expected_excipient, "by": "config"})
-        self.flush()
+        self.flush(strict=True)  # an audit store that cannot be written is a start-up error
 
     def shutdown(self, counts: dict[str, int]) -> None:
         self.event("shutdown", {"counts": dict(counts)})
@@ -55,14 +59,12 @@ class Recorder:
     def event(self, kind: str, payload: dict[str, Any]) -> None:
         self._pending.append((kind, {"run_id": self.run_id, **payload}))
 
-    def inspected(self, meta: FrameMeta, results: list[dict[str, Any]]) -> None:
-        decisions = [{
-            "inspection": r["inspection"], "verdict": r["verdict"], "scores": r.get("scores", {}),
-            "model": r.get("model"), "latency_ms": r.get("latency_ms"),
-            "reason": (r.get("detail") or {}).get("reason"),
-            "gradcam": (r.get("detail") or {}).get("gradcam"),
-        } for r in results]
-        self._pending.append(("frame", self._frame(meta.to_dict(), "inspected", None, decisions)))
+    def inspected(self, meta: FrameMeta, decisions: list[Decision]) -> None:
+        records = [{
+            "inspection": d.inspection, "verdict": d.verdict, "reason": d.reason, "scores": d.scores,
+            "model": d.model, "latency_ms": d.latency_ms, "gradcam": d.detail.get("gradcam"),
+        } for d in decisions]
+        self._pending.append(("frame", self._frame(meta.to_dict(), "inspected", None, records)))
 
     def not_inspected(self, st: FrameState, outcome: str, reason: str) -> None:
         meta = st.meta or {"frame_id": st.frame_id}
@@ -81,16 +83,44 @@ class Recorder:
         }
 
     # ------------------------------------------------------------------ I/O
-    def flush(self) -> None:
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, *, strict: bool = False) -> bool:
+        """Write the pending records in one transaction. True when everything is on record.
+
+        When the store refuses the write (disk full, read-only file system, I/O error) the records
+        stay pending, in order, and are retried on the next flush; False is returned so that the
+        caller publishes nothing they cover. ``strict``: raise the AuditError instead.
+        """
         if not self._pending:
-            return
-        items, self._pending = self._pending, []
-        self.store.append_many(items)
+            return True
+        items = self._pending
+        try:
+            self.store.append_many(items)
+        except AuditError as e:
+            self.metrics.audit_write_failures.inc()
+            self.metrics.audit_pending.set(len(items))
+            if self.failure is None:
+                log.error("audit store refuses writes: %s — holding %d record(s); nothing they cover is "
+                          "published until they are on record", e, len(items))
+            self.failure = str(e)
+            if strict:
+                raise
+            return False
+        self._pending = []
+        if self.failure is not None:
+            log.info("audit store writable again: %d held record(s) written", len(items))
+            self.failure = None
+        self.metrics.audit_pending.set(0)
         for kind, _ in items:
             self.metrics.audit_records.labels(kind=kind).inc()
+        return True
 
     def close(self) -> None:
         try:
-            self.flush()
+            if not self.flush():
+                log.error("closing with %d record(s) the audit store refused: %s", len(self._pending), self.failure)
         finally:
             self.store.close()

@@ -1,10 +1,22 @@
-"""The supervisor (main process): starts acquisition and workers, restarts crashed workers, keeps the
-frame ledger, writes the audit trail *before* publishing, exports metrics, drains on SIGTERM."""
+"""The supervisor (main process): owns the run state, starts and restarts the children, accounts
+for every frame, writes the audit trail *before* publishing, exports metrics, drains on SIGTERM.
+
+Processes and who owns what::
+
+    supervisor  run state (lot context, pause, next frame id, served models), ledger, audit, PUB,
+                metrics, health, control channel
+    acquisition camera thread + bounded queue + ROUTER (one generation per incarnation)
+    worker × N  inspections; one frame at a time (credit 1)
+
+A child gets a snapshot of the run state when it is spawned and every change as a ``state``
+command (re-sent every second, so a child that subscribed late catches up). Any single process can
+die — the acquisition process, a worker, several at once — and inspection resumes: frames the dead
+process held end ``lost`` with the reason, never silently.
+"""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -18,21 +30,26 @@ import zmq
 
 from inspector.acquisition import make_camera
 from inspector.config import Config, validate_inspections
-from inspector.daemon.acquisition import run_acquisition
+from inspector.daemon.children import Children
 from inspector.daemon.endpoints import Endpoints
+from inspector.daemon.health import Health
 from inspector.daemon.ledger import Ledger
-from inspector.daemon.publisher import Publisher, result_header
+from inspector.daemon.outcomes import Outcomes
+from inspector.daemon.proc import set_title
+from inspector.daemon.publisher import Publisher
 from inspector.daemon.recorder import Recorder
-from inspector.daemon.worker import run_worker
+from inspector.daemon.runstate import RunState
 from inspector.errors import WireError
-from inspector.frame import FrameMeta
 from inspector.ops.metrics import Metrics
 from inspector.transport import wire
+from inspector.transport.messages import Command, Event, Result
 from inspector.transport.security import (require_secure_for_tcp, secure_server, security_config,
                                           stop_authenticator)
 
 log = logging.getLogger("inspector.supervisor")
-results_log = logging.getLogger("inspector.results")
+
+STATE_RESEND_S = 1.0
+ACQ_SILENCE_S = 1.5  # the acquisition process sends stats every 0.5 s
 
 
 class Supervisor:
@@ -41,8 +58,9 @@ class Supervisor:
         self.config_sha256 = cfg.sha256()
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.metrics = metrics or Metrics()
+        self.state = RunState.from_config(cfg, self.run_id)
         self.ledger = Ledger()
-        self.mp = mp.get_context("spawn")
+        self.health = Health(cfg.supervisor.stall_timeout_s, self.metrics)
         # numpy's BLAS and ONNX Runtime threads fight on small line PCs: one BLAS thread per process,
         # set before the children are spawned (they import numpy before any of our code runs)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -52,33 +70,46 @@ class Supervisor:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.ep = Endpoints.in_dir(self.runtime_dir, cfg.transport.frames_endpoint)
         self.cfg_data = cfg.model_dump(mode="json")
-        self.acq: Any = None
-        self.workers: dict[int, tuple[Any, str]] = {}
-        self.generation: dict[int, int] = {}
+        self.children = Children(cfg.workers, self.cfg_data, self.ep.to_dict(), self.state.snapshot)
         self.ready_workers: set[str] = set()
-        self.models: dict[str, dict[str, Any]] = {}
         self.camera_up = False
         self.stop_requested = False
         self.source_finished = False  # a finite source (replay, loop: false) ended: drain everything
         self.stopping = False
-        self.paused = False
-        self.context: dict[str, Any] = cfg.lot_context()
         self.recorder = Recorder(cfg, self.run_id, self.config_sha256, self.metrics)
-        self._last_progress = time.monotonic()
-        self._finished_out: dict[int, Any] = {}  # frames ended, waiting for earlier ones (in-order release)
-        self._next_out = 0
-        self._unreleased: list[tuple[int, Any]] = []  # ended frames whose audit records are not yet written
+        self.outcomes: Outcomes | None = None
+        self._model_inspections: list[str] = []
+        self._acq_heard = time.monotonic()
+        self._acq_backoff = 0.0
+        self._last_state_sent = 0.0
         # hook factories, called once sockets exist: objects with .tick(supervisor) and .close()
-        # (health/metrics listener + sd_notify, control channel)
+        # (health/metrics listener + sd_notify, control channel, line integration)
         self.hook_factories: list[Any] = []
         self.hooks: list[Any] = []
 
+    # ------------------------------------------------------------------ compatibility views
+    @property
+    def paused(self) -> bool:
+        return self.state.paused
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self.state.context.to_dict()
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return self.state.models
+
     # ------------------------------------------------------------------ lifecycle
     def run(self, duration: float | None = None) -> int:
+        set_title("supervisor")
         # fail before starting anything: inspections/models, and the camera driver's own settings
         # (GenTL producer file, replay folder) — the device itself is opened by the acquisition process
         validate_inspections(self.cfg)
+        self._model_inspections = [s.name for s in self.cfg.enabled_inspections() if _has_model(s.name)]
         make_camera(self.cfg.camera, self.cfg.camera_id())
+        # a full disk must fail a write with an error we handle, not kill the process (SIGXFSZ)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self.ctx = zmq.Context()
         self.events = self.ctx.socket(zmq.PULL)
         self.events.setsockopt(zmq.MAXMSGSIZE, self.cfg.transport.max_message_bytes)
@@ -90,20 +121,24 @@ class Supervisor:
         require_secure_for_tcp(self.cfg.publish.endpoint, sec)
         self.publisher = Publisher(self.ctx, self.cfg.publish.endpoint,
                                    secure=lambda sock: secure_server(sock, sec, self.ctx))
+        self.outcomes = Outcomes(self.ledger, self.recorder, self.publisher, self.metrics,
+                                 log_results=self.cfg.log.results)
         self.metrics.queue_capacity.set(self.cfg.queue.capacity)
         self.metrics.workers_configured.set(self.cfg.workers)
         self.metrics.declare_camera(self.cfg.camera_id())
         self.metrics.declare_inspections([s.name for s in self.cfg.enabled_inspections()])
         self.recorder.startup()
-        self.hooks = [factory(self) for factory in self.hook_factories]
         old_term = signal.signal(signal.SIGTERM, self._on_signal)
         old_int = signal.signal(signal.SIGINT, self._on_signal)
-        log.info("run %s: config sha256 %s, %d worker(s), camera %s, publishing on %s", self.run_id,
-                 self.config_sha256, self.cfg.workers, self.cfg.camera.driver, self.publisher.endpoint)
         try:
+            self.hooks = []
+            for factory in self.hook_factories:
+                self.hooks.append(factory(self))
+            log.info("run %s: config sha256 %s, %d worker(s), camera %s, publishing on %s", self.run_id,
+                     self.config_sha256, self.cfg.workers, self.cfg.camera.driver, self.publisher.endpoint)
             for i in range(self.cfg.workers):
-                self._start_worker(i)
-            self._start_acquisition()
+                self.children.start_worker(i)
+            self.children.start_acquisition()
             # --duration counts from readiness (start-up of workers and models is not inspection
             # time), with a hard cap in case the daemon never becomes ready
             started = time.monotonic()
@@ -121,7 +156,7 @@ class Supervisor:
                         break
             self._shutdown()
         except BaseException:
-            self._kill_children()
+            self.children.kill_all()
             raise
         finally:
             signal.signal(signal.SIGTERM, old_term)
@@ -136,24 +171,13 @@ class Supervisor:
         log.info("received %s: draining", signal.Signals(signum).name)
         self.stop_requested = True
 
-    def _start_worker(self, index: int) -> None:
-        gen = self.generation.get(index, -1) + 1
-        self.generation[index] = gen
-        name = f"w{index}-{gen}"
-        p = self.mp.Process(target=run_worker, name=f"inspector-worker-{index}",
-                            args=(self.cfg_data, self.ep.to_dict(), name), daemon=True)
-        p.start()
-        self.workers[index] = (p, name)
-
-    def _start_acquisition(self) -> None:
-        # a restarted acquisition process continues the numbering after every id already seen
-        first = max([self._next_out, *(i + 1 for i in self.ledger.inflight), *(i + 1 for i in self._finished_out)])
-        self.acq = self.mp.Process(target=run_acquisition, name="inspector-acquisition",
-                                   args=(self.cfg_data, self.ep.to_dict(), self.run_id, first), daemon=True)
-        self.acq.start()
-
     def command(self, op: str, **fields: Any) -> None:
-        self.commands.send(wire.encode_command(op, **fields))
+        self.commands.send(Command(op, fields).to_wire())
+
+    def broadcast_state(self) -> None:
+        """Every child replaces its copy of the run state with this snapshot."""
+        self.command("state", state=self.state.snapshot())
+        self._last_state_sent = time.monotonic()
 
     # ------------------------------------------------------------------ main loop
     def _poll(self, timeout_ms: int) -> None:
@@ -167,70 +191,87 @@ class Supervisor:
                     break
                 self._on_message(parts)
                 batch += 1
-        self._commit()
+        self.outcomes.commit()
 
-    def _commit(self) -> None:
-        """Write the pending audit records in one transaction, then release what they cover: nothing
-        is published that is not on record, at one fsync per batch rather than per frame."""
-        self.recorder.flush()
-        pending, self._unreleased = self._unreleased, []
-        for frame_id, item in pending:
-            self._release(frame_id, item)
+    def _drain(self) -> None:
+        """Read everything the children already sent (before declaring anything lost)."""
+        for _ in range(100):
+            if not self.events.poll(0):
+                break
+            self._poll(0)
+        self.outcomes.commit()
 
     def _on_message(self, parts: list[Any]) -> None:
         try:
-            head = wire.decode_header(parts[0].buffer)
-            if head["kind"] == "result":
-                header, payloads = wire.decode_result(parts)
-                self._on_result(header, payloads)
-            elif head["kind"] == "event":
-                self._on_event(wire.decode_event(parts))
+            kind = wire.decode_header(parts[0].buffer)["kind"]
+            if kind == "result":
+                self._on_result(Result.from_wire(parts))
+            elif kind == "event":
+                self._on_event(Event.from_wire(parts))
             else:
-                raise WireError(f"unexpected {head['kind']!r} message on the events socket")
+                raise WireError(f"unexpected {kind!r} message on the events socket")
         except WireError as e:
             self.metrics.bad_input.labels(kind="malformed_message").inc()
             log.error("malformed message from a child process: %s", e)
 
-    def _on_event(self, ev: dict[str, Any]) -> None:
-        name = ev["event"]
-        m = self.metrics
+    def _on_event(self, ev: Event) -> None:
+        name, m = ev.name, self.metrics
+        if ev.get("generation") == self.children.acq_generation:
+            self._acq_heard = time.monotonic()  # it reports stats every 0.5 s: a heartbeat
         if name == "acquired":
-            self.ledger.acquired(int(ev["frame_id"]), ev.get("meta") or {})
-            m.frames_acquired.labels(camera=str(ev.get("camera", ""))).inc()
-            m.last_frame_ts.set(float(ev.get("acquired_at", time.time())))
-            m.stage_seconds.labels(stage="acquire").observe(float(ev.get("acquire_s", 0.0)))
-            self._last_progress = time.monotonic()
+            fid = ev["frame_id"]
+            self.ledger.acquired(fid, ev["meta"])
+            self.state.frame_seen(fid)
+            self.health.on_acquired()
+            m.frames_acquired.labels(camera=ev["camera"]).inc()
+            m.last_frame_ts.set(float(ev["acquired_at"]))
+            m.stage_seconds.labels(stage="acquire").observe(float(ev.get("acquire_s") or 0.0))
         elif name == "dispatched":
-            fid, worker = int(ev["frame_id"]), str(ev["worker"])
-            if not self.ledger.dispatched(fid, worker):
-                self._lost(fid, "worker_died")
+            fid, worker = ev["frame_id"], ev["worker"]
+            if not self.ledger.dispatched(fid, worker, ev["generation"]):
+                self.outcomes.lost(fid, "worker_died")
         elif name == "dropped":
-            self._dropped(int(ev["frame_id"]), str(ev.get("reason", "unknown")))
+            self.outcomes.dropped(ev["frame_id"], ev["reason"])
         elif name == "stats":
-            m.queue_depth.set(int(ev.get("queue_depth", 0)))
+            if ev.get("generation") == self.children.acq_generation:
+                m.queue_depth.set(ev["queue_depth"])
         elif name == "camera":
-            state = ev.get("state")
-            if state == "reconnecting":
-                m.camera_reconnects.inc()
-            if state == "finished":
-                log.info("camera source finished: draining and stopping")
-                self.stop_requested = self.source_finished = True
-            self.camera_up = state in ("up", "finished")
-            m.camera_up.set(1 if self.camera_up else 0)
-            self.recorder.event("camera", {"state": state, "error": ev.get("error")})
+            self._on_camera(ev)
         elif name == "bad_input":
-            m.bad_input.labels(kind=str(ev.get("input_kind", "unknown"))).inc()
-            log.warning("bad input (%s): %s", ev.get("input_kind"), ev.get("message"))
+            m.bad_input.labels(kind=ev["input_kind"]).inc()
+            log.warning("bad input (%s): %s", ev["input_kind"], ev["message"])
             if ev.get("frame_id") is not None:
-                self._lost(int(ev["frame_id"]), "malformed_frame")
+                self.outcomes.lost(int(ev["frame_id"]), "malformed_frame")
+        elif name == "broker_ready":
+            if ev["generation"] == self.children.acq_generation:
+                self.command("broker_started", generation=ev["generation"])
+                self.broadcast_state()
+        elif name == "worker_idle":
+            for st in self.ledger.in_transit(ev["worker"], ev["generation"]):
+                self.outcomes.lost(st.frame_id, "in_transit")
         elif name == "worker_ready":
             self._on_worker_ready(ev)
         elif name == "model":
             self._on_model_event(ev)
 
-    def _on_worker_ready(self, ev: dict[str, Any]) -> None:
-        worker = str(ev.get("worker"))
-        if not ev.get("ok"):
+    def _on_camera(self, ev: Event) -> None:
+        if ev.get("generation") not in (None, self.children.acq_generation):
+            return  # a dead incarnation's last words
+        state = ev["state"]
+        if state == "reconnecting":
+            self.metrics.camera_reconnects.inc()
+        if state == "finished":
+            log.info("camera source finished: draining and stopping")
+            self.stop_requested = self.source_finished = True
+        up = state in ("up", "finished")
+        if up != self.camera_up or state not in ("up", "down"):
+            self.recorder.event("camera", {"state": state, "error": ev.get("error")})
+        self.camera_up = up
+        self.metrics.camera_up.set(1 if up else 0)
+
+    def _on_worker_ready(self, ev: Event) -> None:
+        worker = ev["worker"]
+        if not ev["ok"]:
             log.error("worker %s could not start: %s", worker, ev.get("error"))
             return
         self.ready_workers.add(worker)
@@ -239,144 +280,129 @@ class Supervisor:
                 self.recorder.event("model_load", {"inspection": insp, "model": info, "worker": worker})
 
     def _serve_model(self, inspection: str, info: dict[str, Any]) -> bool:
-        """Record the model an inspection now serves; False if it was already the one."""
-        if self.models.get(inspection) == info:
+        if not self.state.serve_model(inspection, info):
             return False
-        self.models[inspection] = info
         self.metrics.set_model(inspection, info["name"], info["version"], info.get("sha256"))
         return True
 
-    def _on_model_event(self, ev: dict[str, Any]) -> None:
-        insp = str(ev.get("inspection"))
-        if ev.get("ok") and ev.get("model"):
+    def _on_model_event(self, ev: Event) -> None:
+        insp = ev["inspection"]
+        if ev["ok"] and ev.get("model"):
             info = ev["model"]
             self._serve_model(insp, info)
-            self.recorder.event("model_reload", {"inspection": insp, "model": info, "worker": ev.get("worker")})
+            self.recorder.event("model_reload", {"inspection": insp, "model": info, "worker": ev["worker"]})
         else:
             self.recorder.event("model_refused", {"inspection": insp, "error": ev.get("error"),
-                                                  "worker": ev.get("worker")})
+                                                  "worker": ev["worker"]})
 
-    def _on_result(self, header: dict[str, Any], payloads: list[bytes]) -> None:
-        meta: FrameMeta = header["meta"]
-        st = self.ledger.finish(meta.frame_id, "inspected", meta.to_dict())
-        if st is None:
-            log.warning("duplicate result for frame %d ignored", meta.frame_id)
+    def _on_result(self, res: Result) -> None:
+        fid = res.meta.frame_id
+        st = self.ledger.inflight.get(fid)
+        if st is not None and st.meta and abs(float(st.meta.get("acquired_at", 0)) - res.meta.acquired_at) > 1e-6:
+            # two frames with one id: cannot happen with one owner of the numbering; never merge them
+            self.metrics.bad_input.labels(kind="conflicting_result").inc()
+            log.error("result for frame %d does not match the acquired frame of that id; not recorded as it", fid)
+            self.recorder.event("camera", {"state": "conflicting_result", "error": f"frame {fid}"})
             return
-        self.recorder.inspected(meta, header["results"])
-        self._unreleased.append((meta.frame_id, (header, payloads)))  # published after _commit()
+        self.state.frame_seen(fid)
+        if self.outcomes.inspected(res):
+            self.health.on_inspected()
 
-    def _release(self, frame_id: int, item: tuple[dict[str, Any], list[bytes]] | None) -> None:
-        """Publish in frame order: a result waits until every earlier frame has ended (inspected,
-        dropped or lost), so the line sees strictly increasing frame ids whatever the worker count."""
-        if frame_id < self._next_out:  # cannot happen with consecutive ids; never hold it back
-            if item is not None:
-                self._publish(*item)
-            return
-        self._finished_out[frame_id] = item
-        while self._next_out in self._finished_out:
-            it = self._finished_out.pop(self._next_out)
-            if it is not None:
-                self._publish(*it)
-            self._next_out += 1
-
-    def _publish(self, header: dict[str, Any], payloads: list[bytes]) -> None:
-        meta: FrameMeta = header["meta"]
-        m = self.metrics
-        t0 = time.perf_counter()
-        for r in header["results"]:
-            self.publisher.result(result_header(meta, r))
-            for a in r.get("attachments", []):
-                self.publisher.attachment(a["kind"], r["inspection"], a["header"], payloads[a["index"]])
-        publish_s = time.perf_counter() - t0
-        m.frames_processed.inc()
-        m.stage_seconds.labels(stage="publish").observe(publish_s)
-        m.stage_seconds.labels(stage="queue").observe(float(header.get("queue_s", 0.0)))
-        for r in header["results"]:
-            m.results.labels(inspection=r["inspection"], verdict=r["verdict"]).inc()
-            for stage, secs in (r.get("stages") or {}).items():
-                if stage in ("preprocess", "infer", "gradcam"):
-                    m.stage_seconds.labels(stage=stage).observe(float(secs))
-        m.frame_latency.observe(max(0.0, time.time() - meta.acquired_at))
-        self._last_progress = time.monotonic()
-        if self.cfg.log.results:
-            results_log.info("frame %d %s %s (%.1f ms)", meta.frame_id, f"[{meta.source}]" if meta.source else "",
-                             " ".join(_summary(r) for r in header["results"]),
-                             (time.time() - meta.acquired_at) * 1000)
-
-    def _dropped(self, frame_id: int, reason: str) -> None:
-        st = self.ledger.finish(frame_id, "dropped")
-        if st is None:
-            return
-        self.metrics.frames_dropped.labels(reason=reason).inc()
-        self.recorder.not_inspected(st, "dropped", reason)
-        self._unreleased.append((frame_id, None))
-
-    def _lost(self, frame_id: int, reason: str) -> None:
-        st = self.ledger.finish(frame_id, "lost")
-        if st is None:
-            return
-        self.metrics.frames_lost.labels(reason=reason).inc()
-        self.recorder.not_inspected(st, "lost", reason)
-        self._unreleased.append((frame_id, None))
-        log.warning("frame %d lost (%s)", frame_id, reason)
-
+    # ------------------------------------------------------------------ children
     def _check_children(self) -> None:
-        for index, (p, name) in list(self.workers.items()):
-            if p.exitcode is None:
-                continue
-            if self.stopping:
-                continue
-            # results it sent before dying are already queued: read them before declaring frames lost
-            self._poll(0)
-            log.error("worker %s exited with code %s; restarting", name, p.exitcode)
-            self.ready_workers.discard(name)
-            self.command("worker_gone", worker=name)
-            for st in self.ledger.worker_died(name):
-                self._lost(st.frame_id, "worker_died")
-            self._commit()
+        if self.stopping:
+            return
+        backoff = self.cfg.supervisor.restart_backoff_s
+        for index, child in self.children.exited_workers():
+            self._drain()  # results it sent before dying are queued: read them before declaring losses
+            code = child.process.exitcode
+            log.error("worker %s exited with code %s; restarting", child.name, code)
+            self.ready_workers.discard(child.name)
+            self.command("worker_gone", worker=child.name)
+            for st in self.ledger.worker_died(child.name):
+                self.outcomes.lost(st.frame_id, "worker_died")
             self.metrics.worker_restarts.inc()
-            self.recorder.event("worker_restart", {"worker": name, "exitcode": p.exitcode})
-            if p.exitcode == 3:  # could not load its inspections: do not spin
-                time.sleep(min(5.0, self.cfg.supervisor.restart_backoff_s * 10))
-            elif self.cfg.supervisor.restart_backoff_s:
-                time.sleep(self.cfg.supervisor.restart_backoff_s)
-            self._start_worker(index)
-        if self.acq is not None and self.acq.exitcode is not None and not self.stopping:
-            log.error("acquisition process exited with code %s; restarting it", self.acq.exitcode)
+            self.recorder.event("worker_restart", {"worker": child.name, "exitcode": code})
+            # exit code 3: it could not load its inspections — do not spin
+            self.children.schedule(f"w{index}", min(5.0, backoff * 10) if code == 3 else backoff)
+        if self.children.acquisition_exited():
+            self._drain()
+            code = self.children.acq.process.exitcode
+            log.error("acquisition process exited with code %s; restarting it", code)
             self.camera_up = False
             self.metrics.camera_up.set(0)
-            self._poll(0)
+            self.metrics.acquisition_restarts.inc()
+            for fid in self.ledger.acquisition_gone():
+                log.warning("frame %d was inspected but its acquired event died with the process", fid)
             for st in self.ledger.outstanding():
                 if st.worker is None:  # still in the dead process's queue
-                    self._lost(st.frame_id, "acquisition_died")
-            self._commit()
-            self._start_acquisition()
+                    self.outcomes.lost(st.frame_id, "acquisition_died")
+            # frames it had sent to workers end when each worker reports idle to the new generation
+            self.recorder.event("camera", {"state": "acquisition_restart", "error": f"exit code {code}"})
+            self.health.on_idle()
+            # one that keeps failing right after its start is restarted ever more slowly (≤ 5 s); one
+            # killed by a signal (OOM killer, an operator) comes back at once
+            lived = time.monotonic() - self.children.acq.started
+            crash_loop = code is not None and code > 0 and lived < 10
+            self._acq_backoff = min(5.0, max(backoff, self._acq_backoff * 2, 0.1)) if crash_loop else backoff
+            self.children.schedule("acq", self._acq_backoff)
+        self.outcomes.commit()
+        for key in self.children.due():
+            if key == "acq":
+                self.children.start_acquisition()
+            else:
+                self.children.start_worker(int(key[1:]))
 
     def _workers_ready(self) -> int:
-        return sum(1 for p, n in self.workers.values() if p.exitcode is None and n in self.ready_workers)
+        return sum(1 for c in self.children.workers.values()
+                   if c.process.exitcode is None and c.name in self.ready_workers)
 
     def _tick(self) -> None:
         self.recorder.maybe_apply_retention()
         self.metrics.workers_up.set(self._workers_ready())
+        # an audit store that refuses writes holds acquisition: nothing new piles up unpublished
+        if self.state.set_hold("audit store refuses writes" if self.recorder.failure else None):
+            log.warning("acquisition %s", "held: the audit store refuses writes" if self.state.held_by
+                        else "resumed: the audit store accepts writes again")
+            self.broadcast_state()
+        flowing = (self.camera_up and self.children.acquisition_running() and self.state.acquiring
+                   and self._workers_ready() == self.cfg.workers and not self.stopping)
+        self.health.check(armed=flowing)
         ok, _ = self.readiness()
         self.metrics.ready.set(1 if ok else 0)
+        if time.monotonic() - self._last_state_sent > STATE_RESEND_S:
+            self.broadcast_state()
+            self.command("broker_started", generation=max(0, self.children.acq_generation))
         for hook in self.hooks:
             hook.tick(self)
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, list[str]]:
         reasons = []
+        if not self.children.acquisition_running():
+            reasons.append("acquisition process not running")
+        elif time.monotonic() - self._acq_heard > ACQ_SILENCE_S:
+            reasons.append(f"acquisition process not responding for {time.monotonic() - self._acq_heard:.1f} s")
         if not self.camera_up:
             reasons.append("camera not open")
         alive = self._workers_ready()
         if alive < self.cfg.workers:
             reasons.append(f"{alive}/{self.cfg.workers} workers ready (models loaded)")
+        missing = [n for n in self._model_inspections if n not in self.state.models]
+        if missing:
+            reasons.append(f"no model loaded for {', '.join(missing)}")
+        stall = self.health.stall_reason()
+        if stall:
+            reasons.append(stall)
+        if self.recorder.failure is not None:
+            reasons.append(f"audit store refuses writes ({self.recorder.failure}); {self.outcomes.held} "
+                           "decision(s) held back, unpublished")
         if self.stopping:
             reasons.append("shutting down")
         return (not reasons, reasons)
 
     def frames_flowing(self, within_s: float) -> bool:
-        return time.monotonic() - self._last_progress < within_s
+        return self.outcomes is not None and time.monotonic() - self.outcomes.last_inspected < within_s
 
     # ------------------------------------------------------------------ shutdown
     def _shutdown(self) -> None:
@@ -385,39 +411,36 @@ class Supervisor:
         if self.source_finished:  # nothing new is coming: inspect every queued frame
             drain = max(drain, 600.0)
         deadline = time.monotonic() + drain
+        acq = self.children.acq.process if self.children.acq else None
         self.command("stop", target="acquisition", drain_s=drain * 0.6)
-        while self.acq is not None and self.acq.is_alive() and time.monotonic() < deadline:
+        while acq is not None and acq.is_alive() and time.monotonic() < deadline:
             self._poll(50)
             self.command("stop", target="acquisition", drain_s=max(0.1, deadline - time.monotonic()) * 0.6)
-            self.acq.join(0.05)
+            acq.join(0.05)
         while self.ledger.outstanding() and time.monotonic() < deadline:
             self._poll(50)
-        self._poll(0)
+        self._drain()
         for st in self.ledger.outstanding():
-            self._lost(st.frame_id, "shutdown")
+            self.outcomes.lost(st.frame_id, "shutdown")
         self.command("stop", target="workers")
-        for p, _ in self.workers.values():
-            p.join(max(0.1, deadline + 2 - time.monotonic()))
-        for p, _ in [*self.workers.values(), (self.acq, "acq")]:
-            if p is not None and p.is_alive():
+        for c in self.children.workers.values():
+            c.process.join(max(0.1, deadline + 2 - time.monotonic()))
+        for p in self.children.all_processes():
+            if p.is_alive():
                 p.terminate()
                 p.join(1)
-        self._poll(0)
+        self._drain()
         self.recorder.shutdown(self.ledger.counts)
-
-    def _kill_children(self) -> None:
-        for p in [*(p for p, _ in self.workers.values()), self.acq]:
-            if p is not None and p.is_alive():
-                p.kill()
-                p.join(2)
+        if not self.outcomes.commit():
+            log.error("stopping with %d decision(s) unpublished: the audit store refuses writes (%s)",
+                      self.outcomes.held, self.recorder.failure)
 
     def _close(self) -> None:
         for hook in self.hooks:
             if hasattr(hook, "close"):
                 hook.close()
-        for name in ("publisher",):
-            if hasattr(self, name):
-                getattr(self, name).close()
+        if hasattr(self, "publisher"):
+            self.publisher.close()
         for name in ("events", "commands"):
             if hasattr(self, name):
                 getattr(self, name).close(0)
@@ -432,8 +455,11 @@ class Supervisor:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
-def _summary(r: dict[str, Any]) -> str:
-    scores = r.get("scores") or {}
-    shown = ",".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(scores.items())[:3])
-    extra = r.get("detail", {}).get("identity")
-    return f"{r['inspection']}={r['verdict']}" + (f"[{extra}]" if extra else "") + (f"({shown})" if shown else "")
+def _has_model(inspection: str) -> bool:
+    """Inspections that serve a model from the repository (the quality gate has none)."""
+    from inspector.inspections import inspection_class
+
+    try:
+        return "version" in inspection_class(inspection).Params.model_fields
+    except Exception:
+        return False

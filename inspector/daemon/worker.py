@@ -21,7 +21,9 @@ from inspector.errors import BadFrameError, InspectorError, WireError
 from inspector.frame import Frame
 from inspector.inspections import inspection_class
 from inspector.inspections.base import Inspection, InspectionContext, InspectionResult
+from inspector.daemon.proc import child_setup
 from inspector.transport import wire
+from inspector.transport.messages import AttachmentRef, Command, Decision, Ready, Result, event
 
 log = logging.getLogger("inspector.worker")
 
@@ -36,43 +38,45 @@ def build_inspections(cfg: Config, worker: str) -> list[Inspection]:
     return [inspection_class(s.name)(params[s.name], ctx) for s in cfg.enabled_inspections()]
 
 
-def run_inspections(inspections: list[Inspection], frame: Frame) -> tuple[list[dict[str, Any]], list[bytes]]:
+def run_inspections(inspections: list[Inspection], frame: Frame) -> tuple[list[Decision], list[bytes]]:
     """Run every inspection on the frame; the quality gate (if first and rejecting) skips the rest."""
-    results: list[dict[str, Any]] = []
+    decisions: list[Decision] = []
     payloads: list[bytes] = []
     gated_by: str | None = None
     for insp in inspections:
         t0 = time.perf_counter()
         if gated_by is not None:
-            res = InspectionResult("reject", detail={"reason": "image_quality", "gated_by": gated_by})
+            res = InspectionResult("reject", reason="image_quality", detail={"gated_by": gated_by})
         else:
             try:
                 res = insp.inspect(frame)
             except BadFrameError as e:
-                res = InspectionResult("error", detail={"reason": e.kind, "error": str(e)})
+                res = InspectionResult("error", reason=e.kind, detail={"error": str(e)})
             except Exception as e:  # an inspection bug must not take the line down
                 log.exception("inspection %s failed on frame %d", insp.name, frame.meta.frame_id)
-                res = InspectionResult("error", detail={"reason": "internal", "error": f"{type(e).__name__}: {e}"})
+                res = InspectionResult("error", reason="internal", detail={"error": f"{type(e).__name__}: {e}"})
         elapsed = time.perf_counter() - t0
         if res.verdict == "reject" and gated_by is None and res.detail.get("gate"):
             gated_by = insp.name
-        attachments = []
+        refs = []
         for a in res.attachments:
-            attachments.append({"kind": a.kind, "header": a.header, "index": len(payloads)})
+            refs.append(AttachmentRef(a.kind, a.header, len(payloads)))
             payloads.append(a.payload)
         info = insp.model_info()
-        results.append({
-            "inspection": insp.name, "verdict": res.verdict, "scores": res.scores, "detail": res.detail,
-            "stages": res.stages, "model": info.to_dict() if info else None,
-            "latency_ms": round(elapsed * 1000, 3), "attachments": attachments,
-        })
-    return results, payloads
+        decisions.append(Decision(
+            inspection=insp.name, verdict=res.verdict, reason=res.reason_code(), scores=res.scores,
+            detail=res.detail, stages=res.stages, model=info.to_dict() if info else None,
+            latency_ms=round(elapsed * 1000, 3), attachments=refs))
+    return decisions, payloads
 
 
-def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str) -> None:
-    """Process entry point (spawned by the supervisor)."""
+def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str, snapshot: dict[str, Any],
+               generation: int, parent_pid: int) -> None:
+    """Process entry point (spawned by the supervisor). ``snapshot`` is the run state at spawn time
+    (model versions set by hot reloads); ``generation`` that of the acquisition process running then."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # see acquisition.run_acquisition
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    child_setup(f"worker {worker.split('-')[0].lstrip('w')}", parent_pid)
     logging.basicConfig(level=cfg_data.get("log", {}).get("level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ep = Endpoints(**endpoints)
@@ -81,21 +85,38 @@ def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str)
     push.setsockopt(zmq.LINGER, 5000)
     push.connect(ep.events)
     try:
-        cfg = Config(**cfg_data)
+        cfg = Config(**with_model_versions(cfg_data, snapshot.get("model_versions") or {}))
         inspections = build_inspections(cfg, worker)
     except InspectorError as e:
-        push.send_multipart(wire.encode_event("worker_ready", worker=worker, ok=False, error=str(e)))
+        push.send_multipart(event("worker_ready", worker=worker, ok=False, error=str(e)))
         push.close()
         ctx.term()
         raise SystemExit(3) from None
     models = {i.name: (m.to_dict() if (m := i.model_info()) else None) for i in inspections}
-    push.send_multipart(wire.encode_event("worker_ready", worker=worker, ok=True, models=models))
-    _Loop(cfg, ep, ctx, push, worker, inspections).run()
+    push.send_multipart(event("worker_ready", worker=worker, ok=True, models=models))
+    _Loop(cfg, ep, ctx, push, worker, inspections, generation, parent_pid).run()
+
+
+def with_model_versions(cfg_data: dict[str, Any], versions: dict[str, str | None]) -> dict[str, Any]:
+    """The configuration with the model versions the run state serves (hot reloads) applied."""
+    if not versions:
+        return cfg_data
+    specs = []
+    for spec in cfg_data.get("inspections", []):
+        if spec.get("name") in versions:
+            spec = {**spec, "params": {**(spec.get("params") or {}), "version": versions[spec["name"]]}}
+        specs.append(spec)
+    return {**cfg_data, "inspections": specs}
 
 
 class _Loop:
+    """Credit-based: at most one frame in flight. A credit is for one acquisition generation; when a
+    new acquisition process announces itself (``broker_started``), the worker finishes what it holds,
+    tells the supervisor it is idle (so frames lost in transit with the old process can be declared
+    lost), and sends a credit to the new one."""
+
     def __init__(self, cfg: Config, ep: Endpoints, ctx: zmq.Context, push: zmq.Socket, worker: str,
-                 inspections: list[Inspection]):
+                 inspections: list[Inspection], generation: int, parent_pid: int):
         self.cfg, self.ctx, self.push, self.worker, self.inspections = cfg, ctx, push, worker, inspections
         self.dealer = ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.IDENTITY, worker.encode())
@@ -105,22 +126,29 @@ class _Loop:
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ep.commands)
-        self.parent = os.getppid()
+        self.parent = parent_pid
+        self.generation = generation        # the newest acquisition generation we know of
+        self.credit: int | None = None      # generation our outstanding credit is for
+
+    def _grant(self) -> None:
+        self.dealer.send(Ready(self.generation).to_wire())
+        self.credit = self.generation
 
     def run(self) -> None:
-        self.dealer.send(wire.encode_header("ready"))
+        self._grant()
         poller = zmq.Poller()
         poller.register(self.dealer, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
         try:
             while True:
                 socks = dict(poller.poll(500))
-                if self.sub in socks and self._on_command():
-                    return
+                # frames first: one sent by a dead acquisition process is still inspected before this
+                # worker reports itself idle to its successor
                 if self.dealer in socks:
                     self._on_frame(self.dealer.recv_multipart(copy=False))
-                    self.dealer.send(wire.encode_header("ready"))
-                if os.getppid() != self.parent:
+                if self.sub in socks and self._on_command():
+                    return
+                if os.getppid() != self.parent:  # fallback where PR_SET_PDEATHSIG is unavailable
                     log.error("supervisor exited; worker %s stops", self.worker)
                     return
         finally:
@@ -133,43 +161,61 @@ class _Loop:
 
     def _on_frame(self, parts: list[Any]) -> None:
         received = time.time()
+        gen = _generation_of(parts[0]) if parts else None
+        if gen == self.credit:
+            self.credit = None  # the credit was used; a frame from an older broker does not use it
         try:
-            frame = wire.decode_frame(parts, max_bytes=self.cfg.transport.max_message_bytes)
+            frame = wire.decode_frame(parts[1:], max_bytes=self.cfg.transport.max_message_bytes)
         except WireError as e:
-            fid = _frame_id_or_none(parts)
-            self.push.send_multipart(wire.encode_event("bad_input", input_kind="malformed_frame", frame_id=fid,
-                                                       worker=self.worker, message=str(e)))
-            return
-        results, payloads = run_inspections(self.inspections, frame)
-        queue_s = max(0.0, received - frame.meta.acquired_at)
-        self.push.send_multipart(wire.encode_result(frame.meta, self.worker, results, payloads, queue_s=queue_s),
-                                 copy=False)
+            fid = _frame_id_or_none(parts[1:])
+            self.push.send_multipart(event("bad_input", input_kind="malformed_frame", frame_id=fid,
+                                           worker=self.worker, message=str(e)))
+        else:
+            decisions, payloads = run_inspections(self.inspections, frame)
+            queue_s = max(0.0, received - frame.meta.acquired_at)
+            self.push.send_multipart(Result(frame.meta, self.worker, decisions, payloads, queue_s).to_wire(),
+                                     copy=False)
+        if self.credit is None:
+            self._grant()
 
     def _on_command(self) -> bool:
         try:
-            cmd = wire.decode_command(self.sub.recv())
+            cmd = Command.from_wire(self.sub.recv())
         except WireError as e:
             log.error("ignoring malformed command: %s", e)
             return False
-        if cmd["op"] == "stop":
+        if cmd.op == "stop":
             return cmd.get("target") in (None, "workers", "all")
-        if cmd["op"] == "reload":
-            self._reload(str(cmd.get("inspection")), cmd.get("version"), cmd.get("request_id"))
+        if cmd.op == "broker_started":
+            gen = int(cmd.fields["generation"])
+            if gen > self.generation:
+                self.generation = gen
+                # results of every frame this worker received are already queued ahead on the same pipe
+                self.push.send_multipart(event("worker_idle", worker=self.worker, generation=gen))
+                self._grant()
+        elif cmd.op == "reload":
+            self._reload(cmd.fields["inspection"], cmd.get("version"), cmd.fields["request_id"])
         return False
 
-    def _reload(self, name: str, version: str | None, request_id: Any) -> None:
+    def _reload(self, name: str, version: str | None, request_id: str) -> None:
         for insp in self.inspections:
             if insp.name != name:
                 continue
             try:
                 info = insp.reload(version)
-                self.push.send_multipart(wire.encode_event(
-                    "model", worker=self.worker, inspection=name, ok=True, request_id=request_id,
-                    model=info.to_dict() if info else None))
+                self.push.send_multipart(event("model", worker=self.worker, inspection=name, ok=True,
+                                               request_id=request_id, model=info.to_dict() if info else None))
             except InspectorError as e:  # refused: the previous model stays in service
-                self.push.send_multipart(wire.encode_event(
-                    "model", worker=self.worker, inspection=name, ok=False, request_id=request_id, error=str(e)))
+                self.push.send_multipart(event("model", worker=self.worker, inspection=name, ok=False,
+                                               request_id=request_id, error=str(e)))
             return
+
+
+def _generation_of(part: Any) -> int | None:
+    try:
+        return int(bytes(part.buffer if hasattr(part, "buffer") else part))
+    except (TypeError, ValueError):
+        return None
 
 
 def _frame_id_or_none(parts: list[Any]) -> int | None:

@@ -49,6 +49,19 @@ class InspectionResult:
     stages: dict[str, float] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    #: why a reject or an error: machine-readable code(s) (``out_of_focus``, ``unknown_material``,
+    #: ``no_tablet``…), several as a list; audited and published as one string joined by ``+``
+    reason: str | list[str] | None = None
+
+    def reason_code(self) -> str | None:
+        r = self.reason
+        if isinstance(r, (list, tuple)):
+            return "+".join(str(x) for x in r) or None
+        if r:
+            return str(r)
+        if self.verdict != "pass":  # every reject and error says why
+            return "unspecified"
+        return None
 
 
 @dataclass(slots=True)

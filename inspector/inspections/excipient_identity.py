@@ -205,20 +205,21 @@ class ExcipientIdentity(Inspection):
                 self.ctx.log.warning("excipient_identity: expected excipient %r is not a class of model %s/%s",
                                      expected_raw, cur.model_dir.manifest.name, cur.model_dir.manifest.version)
             detail.update(expected=expected_raw, error=f"expected excipient {expected_raw!r} is unknown to the model")
-            return InspectionResult(verdict="error", scores=scores, stages=stages, detail=detail)
+            return InspectionResult(verdict="error", scores=scores, stages=stages, detail=detail,
+                                    reason="expected_not_in_model")
         if exp_idx is not None:
             scores["p_expected"] = float(min(1.0, scores_c[exp_idx]))
         mismatch = exp_idx is not None and exp_idx != idx
         low = conf < self.params.min_confidence
         verdict = "reject" if (mismatch or low) else "pass"
-        if verdict == "reject":
-            detail["reason"] = "identity mismatch" if mismatch else "low confidence"
+        reason = ("wrong_material" if mismatch else "low_confidence") if verdict == "reject" else None
         attachments: list[Attachment] = []
         if self._want_gradcam(verdict):
             t3 = time.perf_counter()
             attachments.append(self._gradcam(frame, grey, out, origins, idx, verdict, detail, cur))
             stages["gradcam"] = time.perf_counter() - t3
-        return InspectionResult(verdict=verdict, scores=scores, stages=stages, detail=detail, attachments=attachments)
+        return InspectionResult(verdict=verdict, scores=scores, stages=stages, detail=detail, attachments=attachments,
+                                reason=reason)
 
     def _want_gradcam(self, verdict: str) -> bool:
         if verdict == "reject":

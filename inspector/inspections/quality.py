@@ -71,4 +71,5 @@ class QualityGate(Inspection):
             scores={"focus": round(focus, 3), "dark_fraction": round(dark, 5), "saturated_fraction": round(sat, 5)},
             stages={"preprocess": t1 - t0, "infer": t2 - t1},
             detail={"reasons": reasons, "gate": self.params.gate},
+            reason=reasons or None,
         )

@@ -89,14 +89,17 @@ class TabletDefect(Inspection):
             return InspectionResult(
                 verdict="error",
                 stages={"preprocess": time.perf_counter() - t0},
-                detail={"reason": str(e), "kind": e.kind},
+                detail={"error": str(e), "kind": e.kind},
+                reason=e.kind,
             )
         t1 = time.perf_counter()
         p = model.p_defect(names, values)
         top = self._top_features(names, values)
         t2 = time.perf_counter()
+        reject = p >= self.threshold
         return InspectionResult(
-            verdict="reject" if p >= self.threshold else "pass",
+            verdict="reject" if reject else "pass",
+            reason="defect" if reject else None,
             scores={"p_defect": round(p, 6)},
             stages={"preprocess": t1 - t0, "infer": t2 - t1},
             detail={"threshold": self.threshold, "top_features": top},

@@ -46,6 +46,8 @@ _GZIP_MIN_BYTES = 1024
 class HealthServerError(InspectorError):
     """The metrics/health listener could not be started (bad address, port in use…)."""
 
+    exit_code = 2  # a configuration problem: the key and the address are named
+
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"HOST:PORT"`` or ``"[V6]:PORT"`` -> ``(host, port)``; port 0 picks a free one."""
@@ -269,7 +271,7 @@ class HealthServer:
             address = (str(sockaddr[0]), int(sockaddr[1]))
             server = _Server(address, family, self._registry, self._readiness, self.max_connections)
         except OSError as e:
-            raise HealthServerError(f"cannot listen on {self.listen} for /metrics: {e.strerror or e}") from None
+            raise HealthServerError(f"metrics.listen: cannot listen on {self.listen}: {e.strerror or e}") from None
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="inspector-http", daemon=True)

@@ -68,12 +68,22 @@ class Metrics:
         self.ready = Gauge("inspector_ready", "1 when camera, workers and models are ready", registry=r)
         self.paused = Gauge("inspector_paused", "1 while acquisition is paused by the control channel",
                             registry=r)
+        self.stalled = Gauge("inspector_stalled", "1 while frames are acquired but none is inspected", registry=r)
+        self.stalls = Counter("inspector_stalls", "Times the pipeline stalled (frames in, no results out)",
+                              registry=r)
+        self.acquisition_restarts = Counter(
+            "inspector_acquisition_restarts", "Acquisition processes restarted after exiting", registry=r)
+        self.audit_write_failures = Counter(
+            "inspector_audit_write_failures", "Failed audit transactions (disk full, read-only…)", registry=r)
+        self.audit_pending = Gauge(
+            "inspector_audit_pending_records", "Audit records waiting to be written (nothing they cover is "
+            "published meanwhile)", registry=r)
         self._models: dict[str, tuple[str, str, str]] = {}
         for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
             self.stage_seconds.labels(stage=s)
         for reason in ("queue_full", "shutdown"):
             self.frames_dropped.labels(reason=reason)
-        for reason in ("worker_died", "acquisition_died", "malformed_frame", "shutdown"):
+        for reason in ("worker_died", "acquisition_died", "in_transit", "malformed_frame", "shutdown"):
             self.frames_lost.labels(reason=reason)
 
     def declare_camera(self, camera: str) -> None:

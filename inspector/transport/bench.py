@@ -18,6 +18,7 @@ import zmq
 
 from inspector.frame import Frame, FrameMeta
 from inspector.transport import wire
+from inspector.transport.messages import Ready
 
 
 def _frame(width: int, height: int) -> Frame:
@@ -42,10 +43,10 @@ def run_transport_bench(width: int, height: int, frames: int, transport: str = "
         dealer.setsockopt(zmq.IDENTITY, b"w0")
         dealer.connect(endpoint)
         for _ in range(total):
-            dealer.send(wire.encode_header("ready"))
+            dealer.send(Ready(0).to_wire())
             f = wire.decode_frame(dealer.recv_multipart(copy=False))
             checksum[0] += int(f.pixels[-1, -1])  # touch the far end of the buffer
-        dealer.send(wire.encode_header("ready"))
+        dealer.send(Ready(0).to_wire())
         dealer.close(0)
 
     t = threading.Thread(target=worker, daemon=True)

@@ -7,20 +7,13 @@ Frame message (acquisition → worker)::
 The pixel buffer is sent without copying (``copy=False`` on a C-contiguous array) and decoded
 without copying (``np.frombuffer`` on the received ZeroMQ frame's buffer).
 
-Result message (worker → supervisor)::
+Results, events, commands and credits use the same header and are typed in
+:mod:`inspector.transport.messages` (``Result``, ``Event``, ``Command``, ``Ready``)::
 
-    [b'{"v":1,"kind":"result","meta":{…},"worker":"w0-1","results":[{…, "attachments":[{"kind","header","index"}]}]}',
-     <attachment payload 0>, <attachment payload 1>, …]
-
-Event message (acquisition and workers → supervisor)::
-
-    [b'{"v":1,"kind":"event","event":"acquired"|"dispatched"|"dropped"|"stats"|"camera"|…, …}']
-
-Command message (supervisor → children, PUB/SUB)::
-
-    b'{"v":1,"kind":"command","op":"stop"|"pause"|"resume"|"context"|"worker_gone"|"reload", …}'
-
-Ready message (worker → acquisition ROUTER, one credit)::  b'{"v":1,"kind":"ready"}'
+    [b'{"v":1,"kind":"result","meta":{…},"worker":"w0-1","results":[{decision}, …]}', <payload>, …]
+    [b'{"v":1,"kind":"event","event":"acquired", …}']
+    b'{"v":1,"kind":"command","op":"state","state":{…}}'
+    b'{"v":1,"kind":"ready","generation":3}'
 
 Every decoder validates what it reads and raises :class:`~inspector.errors.WireError` — and only
 that — on anything malformed, so a bad peer can never crash a process.
@@ -146,70 +139,3 @@ def _buf(part: Any) -> memoryview:
     if b is not None:
         return memoryview(b).cast("B")
     raise WireError(f"message part of type {type(part).__name__} is not a buffer")
-
-
-# ---------------------------------------------------------------- results
-def encode_result(meta: FrameMeta, worker: str, results: list[dict[str, Any]],
-                  payloads: list[bytes], **extra: Any) -> list[bytes]:
-    return [encode_header("result", meta=meta.to_dict(), worker=worker, results=results, **extra), *payloads]
-
-
-def decode_result(parts: Sequence[Any]) -> tuple[dict[str, Any], list[bytes]]:
-    """(header, attachment payloads). Validates the structure the supervisor relies on."""
-    if not parts:
-        raise WireError("empty result message")
-    head = decode_header(_buf(parts[0]), expect="result")
-    head["meta"] = _check_meta(head.get("meta"))
-    if not isinstance(head.get("worker"), str):
-        raise WireError("result header has no worker id")
-    results = head.get("results")
-    if not isinstance(results, list):
-        raise WireError("result header has no results list")
-    payloads = [bytes(_buf(p)) for p in parts[1:]]
-    for r in results:
-        if not isinstance(r, dict) or not isinstance(r.get("inspection"), str):
-            raise WireError("result entry without an inspection name")
-        if r.get("verdict") not in ("pass", "reject", "error"):
-            raise WireError(f"result verdict {r.get('verdict')!r} is not pass|reject|error")
-        if not isinstance(r.get("scores", {}), dict):
-            raise WireError("result scores is not an object")
-        attachments = r.get("attachments", [])
-        if not isinstance(attachments, list):
-            raise WireError("result attachments is not a list")
-        for a in attachments:
-            idx = a.get("index") if isinstance(a, dict) else None
-            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(payloads):
-                raise WireError("result attachment refers to a missing payload")
-    return head, payloads
-
-
-# ---------------------------------------------------------------- events
-def encode_event(event: str, **fields: Any) -> list[bytes]:
-    return [encode_header("event", event=event, **fields)]
-
-
-EVENTS = ("acquired", "dispatched", "dropped", "stats", "camera", "bad_input", "worker_ready", "model")
-
-
-def decode_event(parts: Sequence[Any]) -> dict[str, Any]:
-    if len(parts) != 1:
-        raise WireError(f"event message has {len(parts)} parts, expected 1")
-    head = decode_header(_buf(parts[0]), expect="event")
-    if head.get("event") not in EVENTS:
-        raise WireError(f"unknown event {head.get('event')!r}")
-    return head
-
-
-# ---------------------------------------------------------------- commands (supervisor → children)
-COMMANDS = ("stop", "pause", "resume", "context", "worker_gone", "reload")
-
-
-def encode_command(op: str, **fields: Any) -> bytes:
-    return encode_header("command", op=op, **fields)
-
-
-def decode_command(data: bytes | memoryview) -> dict[str, Any]:
-    head = decode_header(data, expect="command")
-    if head.get("op") not in COMMANDS:
-        raise WireError(f"unknown command {head.get('op')!r}")
-    return head

@@ -6,6 +6,7 @@ import pytest
 from inspector.errors import WireError
 from inspector.frame import Frame, FrameMeta
 from inspector.transport import topics, wire
+from inspector.transport.messages import AttachmentRef, Command, Decision, Event, Ready, Result, event
 
 
 def _frame(shape=(48, 64), dtype=np.uint8, fmt="Mono8"):
@@ -84,24 +85,38 @@ def test_oversized_frame_is_refused_before_reading_it():
 
 def test_result_roundtrip_and_attachment_index_checked():
     meta = _frame().meta
-    res = [{"inspection": "quality", "verdict": "pass", "scores": {"focus": 1.0},
-            "attachments": [{"kind": "gradcam", "header": {}, "index": 0}]}]
-    head, payloads = wire.decode_result(wire.encode_result(meta, "w0-0", res, [b"PNG"]))
-    assert head["meta"] == meta and payloads == [b"PNG"] and head["results"][0]["verdict"] == "pass"
+    d = Decision("quality", "reject", reason="out_of_focus", scores={"focus": 1.0},
+                 attachments=[AttachmentRef("gradcam", {}, 0)])
+    got = Result.from_wire(Result(meta, "w0-0", [d], [b"PNG"], queue_s=0.5).to_wire())
+    assert got.meta == meta and got.payloads == [b"PNG"] and got.queue_s == 0.5
+    assert got.decisions[0].verdict == "reject" and got.decisions[0].reason == "out_of_focus"
     with pytest.raises(WireError, match="attachment"):
-        wire.decode_result(wire.encode_result(meta, "w0-0", res, []))
-    res[0]["verdict"] = "maybe"
+        Result.from_wire(Result(meta, "w0-0", [d], []).to_wire())
+    d.verdict = "maybe"
     with pytest.raises(WireError, match="verdict"):
-        wire.decode_result(wire.encode_result(meta, "w0-0", res, [b"PNG"]))
+        Result.from_wire(Result(meta, "w0-0", [d], [b"PNG"]).to_wire())
 
 
-def test_commands_and_events_validated():
-    assert wire.decode_command(wire.encode_command("pause"))["op"] == "pause"
+def test_commands_and_events_validated_against_their_schemas():
+    snap = {"revision": 1, "context": {"lot": "L2"}}
+    assert Command.from_wire(Command("state", {"state": snap}).to_wire()).fields["state"] == snap
+    with pytest.raises(WireError, match="unknown command"):
+        Command.from_wire(wire.encode_header("command", op="format_disk"))
+    with pytest.raises(WireError, match="missing field 'state'"):
+        Command.from_wire(wire.encode_header("command", op="state"))
+    with pytest.raises(WireError, match="unknown event"):
+        Event.from_wire([wire.encode_header("event", event="nonsense")])
+    with pytest.raises(WireError, match="wrong type"):
+        Event.from_wire([wire.encode_header("event", event="dropped", frame_id="3", reason="queue_full")])
+    assert Event.from_wire(event("dropped", frame_id=3, reason="queue_full"))["frame_id"] == 3
+    with pytest.raises(WireError):  # a sender cannot emit what a receiver would refuse
+        event("acquired", frame_id=1)
+
+
+def test_credit_carries_its_generation():
+    assert Ready.from_wire(Ready(4).to_wire()).generation == 4
     with pytest.raises(WireError):
-        wire.decode_command(wire.encode_command("format_disk"))
-    with pytest.raises(WireError):
-        wire.decode_event(wire.encode_event("nonsense"))
-    assert wire.decode_event(wire.encode_event("dropped", frame_id=3, reason="queue_full"))["frame_id"] == 3
+        Ready.from_wire(wire.encode_header("ready"))
 
 
 def test_topics_are_exact_per_inspection():

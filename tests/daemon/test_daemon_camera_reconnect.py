@@ -12,9 +12,10 @@ import zmq
 from inspector.acquisition.base import Camera, RawImage
 from inspector.acquisition.genicam import GenICamCamera
 from inspector.config import Config
-from inspector.daemon import acquisition
+from inspector.daemon import camera_thread
 from inspector.errors import CameraError
 from inspector.transport import wire
+from inspector.transport.messages import Event
 
 
 class _FlakyCamera(Camera):
@@ -49,13 +50,13 @@ class _Events:
 
 
 def test_driver_fault_closes_recreates_with_backoff_and_keeps_numbering(monkeypatch):
-    monkeypatch.setattr(acquisition, "make_camera", lambda cfg, cid, hook: _FlakyCamera(cid, on_bad_input=hook))
+    monkeypatch.setattr(camera_thread, "make_camera", lambda cfg, cid, hook: _FlakyCamera(cid, on_bad_input=hook))
     cfg = Config(camera={"driver": "synthetic", "scene": "noise", "reconnect_backoff_s": (0.05, 0.2)})
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
     pair.bind("inproc://camera")
     events = _Events()
-    th = acquisition._CameraThread(cfg, ctx, "run1", events)
+    th = camera_thread.CameraThread(cfg, ctx, "run1", events.send, first_frame_id=0, context={}, paused=False)
     th.start()
     ids = []
     try:
@@ -105,10 +106,10 @@ def test_readiness_reports_camera_down(tmp_path):
                  metrics={"enabled": False})
     sup = Supervisor(cfg)
     try:
-        sup._on_event({"event": "camera", "state": "up"})
+        sup._on_event(Event("camera", {"state": "up"}))
         assert "camera not open" not in sup.readiness()[1]
-        sup._on_event({"event": "camera", "state": "down", "error": "gone"})
-        sup._on_event({"event": "camera", "state": "reconnecting"})
+        sup._on_event(Event("camera", {"state": "down", "error": "gone"}))
+        sup._on_event(Event("camera", {"state": "reconnecting"}))
         ok, reasons = sup.readiness()
         assert not ok and "camera not open" in reasons
         assert sup.metrics.camera_reconnects._value.get() == 1

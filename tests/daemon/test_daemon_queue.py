@@ -12,6 +12,7 @@ from inspector.config import Config
 from inspector.daemon.acquisition import Broker
 from inspector.daemon.endpoints import Endpoints
 from inspector.transport import wire
+from inspector.transport.messages import Command, Event, Ready
 
 
 def _run_broker(tmp_path, when_full: str, capacity: int = 4, wait_s: float = 1.5):
@@ -24,7 +25,7 @@ def _run_broker(tmp_path, when_full: str, capacity: int = 4, wait_s: float = 1.5
     commands.bind(ep.commands)
     cfg = Config(camera={"driver": "synthetic", "scene": "noise", "width": 64, "height": 48, "fps": 200},
                  queue={"capacity": capacity, "when_full": when_full})
-    broker = Broker(cfg, ep, "run-q")
+    broker = Broker(cfg, ep, {"run_id": "run-q", "revision": 0, "next_frame_id": 0}, generation=0)
     t = threading.Thread(target=broker.run, daemon=True)
     t.start()
     evs = []
@@ -32,22 +33,26 @@ def _run_broker(tmp_path, when_full: str, capacity: int = 4, wait_s: float = 1.5
     def drain_events(until: float) -> None:
         while time.monotonic() < until:
             if events.poll(50):
-                evs.append(wire.decode_event(events.recv_multipart()))
+                e = Event.from_wire(events.recv_multipart())
+                evs.append({"event": e.name, **e.fields})
 
     drain_events(time.monotonic() + wait_s)
-    commands.send(wire.encode_command("pause"))  # freeze the camera, then look at what is queued
+    # freeze the camera (a run-state snapshot that pauses), then look at what is queued
+    commands.send(Command("state", {"state": {"revision": 1, "paused": True}}).to_wire())
     drain_events(time.monotonic() + 0.5)
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.IDENTITY, b"w0-0")
     dealer.connect(ep.frames)
     got = []
     for _ in range(capacity + 5):
-        dealer.send(wire.encode_header("ready"))
+        dealer.send(Ready(0).to_wire())
         if not dealer.poll(1000):
             break
-        got.append(wire.decode_frame(dealer.recv_multipart()).meta.frame_id)
+        gen, *parts = dealer.recv_multipart()
+        assert gen == b"0"
+        got.append(wire.decode_frame(parts).meta.frame_id)
     drain_events(time.monotonic() + 0.5)
-    commands.send(wire.encode_command("stop", target="acquisition", drain_s=0.1))
+    commands.send(Command("stop", {"target": "acquisition", "drain_s": 0.1}).to_wire())
     t.join(10)
     for s in (dealer, events, commands):
         s.close(0)

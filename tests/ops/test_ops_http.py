@@ -270,7 +270,7 @@ def test_port_in_use_is_a_clear_error(metrics):
         busy.listen()
         port = busy.getsockname()[1]
         server = HealthServer(f"127.0.0.1:{port}", metrics.registry, lambda: (True, []))
-        with pytest.raises(HealthServerError, match=rf"cannot listen on 127.0.0.1:{port} for /metrics"):
+        with pytest.raises(HealthServerError, match=rf"metrics.listen: cannot listen on 127.0.0.1:{port}"):
             server.start()
     assert issubclass(HealthServerError, InspectorError)
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from inspector.errors import WireError
+from inspector.transport.messages import Command, Event, Ready, Result
 
 wire = pytest.importorskip("inspector.transport.wire", reason="transport wire format not present in this build")
 
@@ -41,9 +42,13 @@ def header_like(kind: str):
                                                        values | st.lists(st.dictionaries(
                                                            st.sampled_from(["index", "kind", "header"]), values,
                                                            max_size=3), max_size=2), max_size=4), max_size=3) | values},
-        "event": {"event": st.sampled_from(["acquired", "dropped", "stats", "bogus"]) | values},
-        "command": {"op": st.sampled_from(["stop", "pause", "reload", "rm"]) | values},
-        "ready": {},
+        "event": {"event": st.sampled_from(["acquired", "dropped", "stats", "bogus"]) | values,
+                  "frame_id": st.integers(-1, 5) | values, "reason": values, "generation": st.integers(0, 3) | values,
+                  "queue_depth": st.integers(0, 9) | values},
+        "command": {"op": st.sampled_from(["stop", "state", "reload", "rm"]) | values,
+                    "state": st.dictionaries(st.text(max_size=5), values, max_size=3) | values,
+                    "inspection": values, "request_id": values},
+        "ready": {"generation": st.integers(-1, 3) | values},
     }[kind]
     return st.fixed_dictionaries({"v": st.sampled_from([1, 1, 1, 2, "1", True]) | values,
                                   "kind": st.sampled_from([kind, kind, "frame", "other"]) | values},
@@ -71,15 +76,16 @@ parts_any = st.lists(st.binary(max_size=64), max_size=4)
 @example(b"[" * 10_000)
 def test_decode_header_and_command_on_arbitrary_bytes(data: bytes) -> None:
     _only_wire_error(wire.decode_header, data)
-    _only_wire_error(wire.decode_command, data)
+    _only_wire_error(Command.from_wire, data)
+    _only_wire_error(Ready.from_wire, data)
 
 
 @FUZZ
 @given(parts_any)
 def test_multipart_decoders_on_arbitrary_frames(parts: list[bytes]) -> None:
     _only_wire_error(wire.decode_frame, parts)
-    _only_wire_error(wire.decode_result, parts)
-    _only_wire_error(wire.decode_event, parts)
+    _only_wire_error(Result.from_wire, parts)
+    _only_wire_error(Event.from_wire, parts)
 
 
 @FUZZ_NO_SHRINK
@@ -97,37 +103,40 @@ def test_decode_frame_on_structured_headers(head: dict, pixels: bytes) -> None:
 @FUZZ_NO_SHRINK
 @given(header_like("result"), st.lists(st.binary(max_size=16), max_size=3))
 def test_decode_result_on_structured_headers(head: dict, payloads: list[bytes]) -> None:
-    got = _only_wire_error(wire.decode_result, [_enc(head), *payloads])
+    got = _only_wire_error(Result.from_wire, [_enc(head), *payloads])
     if got is not None:
-        header, blobs = got
-        assert isinstance(header["results"], list) and len(blobs) == len(payloads)
+        assert len(got.payloads) == len(payloads)
+        for d in got.decisions:
+            assert d.verdict in ("pass", "reject", "error")
+            assert all(0 <= a.index < len(payloads) for a in d.attachments)
 
 
 @settings(FUZZ, max_examples=120)
 @given(st.sampled_from(["event", "command", "ready"]).flatmap(header_like))
 def test_decode_event_and_command_on_structured_headers(head: dict) -> None:
-    _only_wire_error(wire.decode_event, [_enc(head)])
-    _only_wire_error(wire.decode_command, _enc(head))
+    _only_wire_error(Event.from_wire, [_enc(head)])
+    _only_wire_error(Command.from_wire, _enc(head))
+    _only_wire_error(Ready.from_wire, _enc(head))
 
 
 _META = {"camera": "c", "frame_id": 1, "acquired_at": 1.0, "width": 2, "height": 2, "pixel_format": "Mono8"}
 KNOWN_DEFECTS = [  # found by this fuzzer, fixed in wire.py: regression cases
-    pytest.param("decode_command", b'{"v":1,"kind":"command","op":"stop","x":' + b"9" * 5000 + b"}",
+    pytest.param(Command.from_wire, b'{"v":1,"kind":"command","op":"stop","x":' + b"9" * 5000 + b"}",
                  id="int-over-4300-digits-ValueError"),
-    pytest.param("decode_frame", [_enc({"v": 1, "kind": "frame", "dtype": "uint8", "shape": [2, 2], "strides": [2, 1],
+    pytest.param(wire.decode_frame, [_enc({"v": 1, "kind": "frame", "dtype": "uint8", "shape": [2, 2], "strides": [2, 1],
                                         "meta": {**_META, "frame_id": 1e999}}), b"\x00" * 4],
                  id="frame_id-inf-OverflowError"),
-    pytest.param("decode_result", [_enc({"v": 1, "kind": "result", "worker": "w", "meta": _META,
+    pytest.param(Result.from_wire, [_enc({"v": 1, "kind": "result", "worker": "w", "meta": _META,
                                          "results": [{"inspection": "q", "verdict": "pass", "attachments": 5}]})],
                  id="attachments-not-a-list-TypeError"),
-    pytest.param("decode_frame", [_enc({"v": 1, "kind": "frame", "dtype": []}), b""], id="dtype-unhashable-TypeError"),
+    pytest.param(wire.decode_frame, [_enc({"v": 1, "kind": "frame", "dtype": []}), b""], id="dtype-unhashable-TypeError"),
 ]
 
 
 @pytest.mark.parametrize("decoder, message", KNOWN_DEFECTS)
 def test_known_decoder_defects_raise_wire_error(decoder: str, message) -> None:
     with pytest.raises(WireError):
-        getattr(wire, decoder)(message)
+        decoder(message)
 
 
 @pytest.mark.parametrize("meta", [{**_META, "context": "ab"}, {**_META, "context": [1]}, {**_META, "width": "x"},
