@@ -81,6 +81,7 @@ class Supervisor:
         self._model_inspections: list[str] = []
         self._acq_heard = time.monotonic()
         self._acq_backoff = 0.0
+        self._acq_ready_gen = -1
         self._last_state_sent = 0.0
         # hook factories, called once sockets exist: objects with .tick(supervisor) and .close()
         # (health/metrics listener + sd_notify, control channel, line integration)
@@ -244,6 +245,7 @@ class Supervisor:
                 self.outcomes.lost(int(ev["frame_id"]), "malformed_frame")
         elif name == "broker_ready":
             if ev["generation"] == self.children.acq_generation:
+                self._acq_ready_gen = ev["generation"]
                 self.command("broker_started", generation=ev["generation"])
                 self.broadcast_state()
         elif name == "worker_idle":
@@ -381,6 +383,8 @@ class Supervisor:
         reasons = []
         if not self.children.acquisition_running():
             reasons.append("acquisition process not running")
+        elif self._acq_ready_gen != self.children.acq_generation:
+            reasons.append("acquisition process starting")
         elif time.monotonic() - self._acq_heard > ACQ_SILENCE_S:
             reasons.append(f"acquisition process not responding for {time.monotonic() - self._acq_heard:.1f} s")
         if not self.camera_up:

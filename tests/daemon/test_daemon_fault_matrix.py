@@ -43,7 +43,8 @@ def test_sigkill_matrix_loses_nothing_silently(tmp_path, kind):
     blind = [r for r in recoveries if not r.not_ready]
     assert not blind, f"/readyz claimed ready during {len(blind)} outage(s) of {kind}"
     print(f"\n{kind}: resume p50 {percentile([r.resume_s for r in recoveries], 50):.2f} s, "
-          f"max {max(r.resume_s for r in recoveries):.2f} s; reasons seen: "
+          f"max {max(r.resume_s for r in recoveries):.2f} s; ready again p50 "
+          f"{percentile([r.restored_s for r in recoveries], 50):.2f} s; reasons seen: "
           f"{sorted({x.split(':')[0] for r in recoveries for x in r.not_ready})}")
 
     acquired, inspected, dropped, lost = line.counts()

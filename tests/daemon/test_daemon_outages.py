@@ -65,8 +65,8 @@ def test_camera_producer_gone_then_back(tmp_path):
         os.kill(line.status()["acquisition_pid"], signal.SIGKILL)  # the open device is lost with it
         assert _wait_not_ready(line, t0, "camera not open") < 2.0
         time.sleep(2.0)
-        n = len(line.sub.got)
-        assert all(acq < t0 for _, acq, _, _ in line.sub.got[n - 3:])  # nothing new while it is gone
+        # nothing acquired while it is gone (frames in flight at the kill may still come out)
+        assert not [fid for fid, acq, _, _ in line.sub.got if acq > t0 + 0.5]
         hidden.rename(cti)
         t1 = time.time()
         assert line.wait_resumed(t1, timeout=20) < 10

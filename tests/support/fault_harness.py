@@ -79,6 +79,7 @@ class Recovery:
     kind: str
     killed: list[int]
     resume_s: float           # kill → first published result of a frame acquired after the kill
+    restored_s: float         # kill → ready again (every process back, models loaded)
     not_ready: list[str] = field(default_factory=list)
 
 
@@ -145,10 +146,26 @@ class Line:
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         resume = self.wait_resumed(t_kill)
+        restored = self.wait_ready_again(t_kill)
         time.sleep(settle_s)
         # readiness must have said so while a process was missing
-        reasons = self.ready.not_ready_between(t_kill, t_kill + resume)
-        return Recovery(kind, pids, resume, reasons)
+        reasons = self.ready.not_ready_between(t_kill, t_kill + restored)
+        return Recovery(kind, pids, resume, restored, reasons)
+
+    def wait_ready_again(self, t_kill: float, timeout: float = 30.0) -> float:
+        """Seconds from the kill until /readyz is 200 again after having been 503."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            seen_down = False
+            for t, ok, _ in list(self.ready.samples):
+                if t < t_kill:
+                    continue
+                if not ok:
+                    seen_down = True
+                elif seen_down:
+                    return t - t_kill
+            time.sleep(0.05)
+        raise TimeoutError("readiness did not come back")
 
     def stop(self, timeout: float = 60.0) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
