@@ -98,3 +98,21 @@ def test_synthetic_noise_camera_is_deterministic():
     a = [f.pixels for f in open_camera(cfg, "s").frames(limit=2)]
     b = [f.pixels for f in open_camera(cfg, "s").frames(limit=2)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b)) and not np.array_equal(a[0], a[1])
+
+
+def test_genicam_read_is_bounded_by_its_timeout_in_total():
+    """harvesters' fetch(timeout) bounds each attempt, not the call; our read bounds the call."""
+    import time
+
+    from inspector.acquisition.genicam import GenICamCamera
+
+    cam = GenICamCamera("viky0", cti=None, width=160, height=120, pixel_format="Mono8", fps=1)
+    cam.open()
+    try:
+        cam.read(3.0)  # one frame: the next one is ~1 s away
+        t0 = time.monotonic()
+        assert cam.read(0.2) is None
+        assert time.monotonic() - t0 < 0.6
+        assert cam._incomplete.count == 0  # the INCOMPLETE_BUFFER callback is registered and counts
+    finally:
+        cam.close()
