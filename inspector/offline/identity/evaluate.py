@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from inspector.identity.data import Split, TileDataset, cv_splits
-from inspector.identity.train import PAPER_BATCHES, PAPER_LRS, GridResult, TrainConfig
+from inspector.offline.identity.data import Split, TileDataset, cv_splits
+from inspector.offline.identity.train import PAPER_BATCHES, PAPER_LRS, GridResult, TrainConfig
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -151,8 +151,8 @@ def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid:
     """Run the cross-validation; tiles of a frame are only ever in one of train / val / test."""
     from tqdm import tqdm
 
-    from inspector.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
-    from inspector.identity.backbones import get_spec
+    from inspector.offline.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
+    from inspector.offline.identity.backbones import get_spec
 
     cfg.check()
     weights, wdesc = resolve_weights(cfg.backbone, cfg.weights)
