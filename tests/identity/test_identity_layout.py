@@ -43,3 +43,47 @@ def test_offline_package_is_where_training_lives():
     mods = _imported_after(["inspector.offline.identity.train"])
     assert "inspector.offline.identity.train" in mods
     assert "tensorflow" not in mods  # TF is imported lazily, inside the training functions
+
+
+def _module_imports(path: Path, package: str) -> set[str]:
+    """Modules of ``package`` imported by the file at ``path`` (top level and inside functions),
+    ignoring ``if TYPE_CHECKING:`` blocks (never executed)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for b in node.body for n in ast.walk(b))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found.update(n[len(package) + 1:].split(".")[0] for n in names if n.startswith(package + "."))
+    return found
+
+
+def test_offline_identity_has_no_import_cycle():
+    pkg_dir = ROOT / "inspector" / "offline" / "identity"
+    mods = {p.stem for p in pkg_dir.glob("*.py") if p.stem != "__init__"}
+    graph = {m: _module_imports(pkg_dir / f"{m}.py", "inspector.offline.identity") & mods - {m} for m in mods}
+    assert graph["train"] and "metrics" in graph["evaluate"]  # the parser sees real edges
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            assert state.get(n) != 1, f"import cycle: {' -> '.join(path + [m, n])}"
+            if n not in state:
+                visit(n, path + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])

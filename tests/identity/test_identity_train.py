@@ -14,7 +14,7 @@ import pytest
 
 from inspector.errors import InspectorError
 from inspector.offline.identity.data import DatasetError, Split, TileDataset, cv_splits, load_dataset, train_val_split
-from inspector.offline.identity.evaluate import classification_metrics, confusion_matrix, frame_probabilities
+from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -321,7 +321,7 @@ def train_identity(data_dir: Any, out_dir: Any, cfg: TrainConfig, *, name: str |
     import tensorflow as tf
 
     from inspector.offline.identity.data import dataset_sha256, load_dataset, train_val_split
-    from inspector.offline.identity.evaluate import classification_metrics, confusion_matrix, frame_probabilities
+    from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
     from inspector.offline.identity.export import export_model
     from inspector.identity.tiling import preprocess
     from inspector.modelrepo import MANIFEST, _NAME_RE
