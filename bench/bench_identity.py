@@ -53,7 +53,7 @@ def timeit(fn, reps: int, warmup: int = 2) -> list[float]:
 def tf_runner(model, x: np.ndarray):
     import tensorflow as tf
 
-    from inspector.identity.backbones import explainer_model
+    from inspector.offline.identity.backbones import explainer_model
 
     explainer = explainer_model(model)
 
@@ -68,10 +68,10 @@ def tf_runner(model, x: np.ndarray):
 def bench_backbone(name: str, frames: list[np.ndarray], args: argparse.Namespace, tmp: Path) -> list[dict]:
     import keras
 
-    from inspector.identity.backbones import build_classifier, get_spec
-    from inspector.identity.export import export_model
+    from inspector.offline.identity.backbones import build_classifier, get_spec
+    from inspector.offline.identity.export import export_model
     from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, gradcam
-    from inspector.identity.quantize import INT8_ARTIFACT, quantize_onnx
+    from inspector.offline.identity.quantize import INT8_ARTIFACT, quantize_onnx
     from inspector.identity.runtime import OrtModel
     from inspector.identity.tiling import preprocess
     from inspector.modelrepo import Manifest, load_model_dir, resolve, write_model_dir

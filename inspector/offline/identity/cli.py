@@ -39,8 +39,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _common(p: argparse.ArgumentParser, backbone_default: str) -> None:
-    from inspector.identity.backbones import BACKBONES
-    from inspector.identity.train import PAPER_BATCHES, PAPER_LRS
+    from inspector.offline.identity.backbones import BACKBONES
+    from inspector.offline.identity.train import PAPER_BATCHES, PAPER_LRS
 
     p.add_argument("data_dir", metavar="DATA_DIR", help="one sub-folder of full frames per class")
     p.add_argument("--backbone", default=backbone_default, choices=sorted(BACKBONES),
@@ -101,7 +101,7 @@ def _command_line() -> str:
 def _config(args: argparse.Namespace) -> Any:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from inspector.identity.train import TrainConfig
+    from inspector.offline.identity.train import TrainConfig
 
     weights = None if str(args.weights).lower() == "none" else args.weights
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
@@ -115,7 +115,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from inspector.identity.train import train_identity
+    from inspector.offline.identity.train import train_identity
 
     out = train_identity(args.data_dir, args.out, cfg, name=args.name, version=args.version, grid=args.grid,
                          lrs=args.lrs, batches=args.batches, val_fraction=args.val_fraction, split_seed=args.seed,
@@ -133,9 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from inspector.identity.data import load_dataset
-    from inspector.identity.evaluate import cross_validate
-    from inspector.identity.report import write_cv_report
+    from inspector.offline.identity.data import load_dataset
+    from inspector.offline.identity.evaluate import cross_validate
+    from inspector.offline.identity.report import write_cv_report
 
     data = load_dataset(args.data_dir, tile=cfg.tile, progress=not args.no_progress)
     result = cross_validate(data, cfg, folds=args.folds, grid=args.grid, lrs=args.lrs, batches=args.batches,

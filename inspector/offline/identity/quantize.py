@@ -32,7 +32,7 @@ from inspector.identity.runtime import ARTIFACTS
 from inspector.identity.tiling import preprocess
 from inspector.modelrepo import MANIFEST, Manifest, ModelDir, load_model_dir, write_model_dir
 
-log = logging.getLogger("inspector.identity.quantize")
+log = logging.getLogger("inspector.offline.identity.quantize")
 
 INT8_ARTIFACT = ARTIFACTS["int8"]
 FP32_ARTIFACT = ARTIFACTS["fp32"]

