@@ -36,7 +36,7 @@ def _best_of(fn, repeat: int) -> float:
 def bench_relieff(n: int, repeat: int) -> None:
     from skrebate import ReliefF
 
-    from inspector.texture.selection import relieff_scores
+    from inspector.offline.texture.selection import relieff_scores
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, 281))
@@ -54,7 +54,7 @@ def bench_pairs(n: int, repeat: int, sample: int = 40) -> None:
     from sklearn.model_selection import LeaveOneOut, cross_val_score
     from sklearn.naive_bayes import GaussianNB
 
-    from inspector.texture.selection import best_pair
+    from inspector.offline.texture.selection import best_pair
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, 281))

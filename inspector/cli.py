@@ -18,7 +18,7 @@ from inspector.errors import InspectorError
 PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
     "inspector.synth.cli",       # synth sem|tablets|sheet
-    "inspector.texture.cli",     # features, train texture, evaluate texture
+    "inspector.offline.texture.cli",   # features, train texture, evaluate texture
     "inspector.offline.identity.cli",    # train identity, evaluate identity
     "inspector.offline.identity.cli_export",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune

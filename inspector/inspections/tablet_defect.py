@@ -79,7 +79,7 @@ class TabletDefect(Inspection):
         return self.params.max_side if self.params.max_side is not None else self._model.max_side
 
     def inspect(self, frame: Frame) -> InspectionResult:
-        from inspector.texture.dataset import describe
+        from inspector.texture.describe import describe
 
         model = self._model
         t0 = time.perf_counter()

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.texture.dataset import DatasetError, extract_table, scan_image_folder
-from inspector.texture.experiment import run_experiment
+from inspector.offline.texture.dataset import DatasetError, extract_table, scan_image_folder
+from inspector.offline.texture.experiment import run_experiment
 
 def _texture(kind: str, seed: int, size: int = 72) -> np.ndarray:
     """Procedural surfaces: 'good' is smooth blurred noise; defects add spots or fine streaks."""

@@ -196,7 +196,7 @@ def test_extract_many_stacks_rows() -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    from inspector.texture import cli_features
+    from inspector.offline.texture import cli_features
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
@@ -270,10 +270,10 @@ def test_any_small_image_and_mask_gives_finite_features_or_a_clear_error(seed: i
 
 
 def test_cli_registration_is_idempotent() -> None:
-    from inspector.texture import cli_features
+    from inspector.offline.texture import cli_features
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cli_features.register(sub, {})
-    cli_features.register(sub, {})  # e.g. listed in PLUGINS and registered by inspector.texture.cli
+    cli_features.register(sub, {})  # e.g. listed in PLUGINS and registered by inspector.offline.texture.cli
     assert parser.parse_args(["features", "x.png", "--levels", "16"]).levels == 16

@@ -18,7 +18,7 @@ from inspector.frame import Frame, FrameMeta
 from inspector.inspections import inspection_class
 from inspector.inspections.base import InspectionContext
 from inspector.inspections.tablet_defect import TabletDefect
-from inspector.texture.dataset import data_sha256
+from inspector.offline.texture.dataset import data_sha256
 
 
 def _texture(kind: str, seed: int, size: int = 72) -> np.ndarray:

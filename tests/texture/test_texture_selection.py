@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.texture.experiment import Cell, evaluate_folds, make_splits
-from inspector.texture.selection import (
+from inspector.offline.texture.experiment import Cell, evaluate_folds, make_splits
+from inspector.offline.texture.selection import (
     BestPairSelector,
     RankSelector,
     best_pair,
@@ -124,7 +124,7 @@ def test_selection_refit_per_fold_does_not_leak() -> None:
             honest[fs].add(yt, yp)
     leaky_pair = select_indices("pair", X, y)  # searched on every sample, test ones included
     leaky = Cell("noise", "pair", "nb")
-    from inspector.texture.classifiers import make_pipeline
+    from inspector.offline.texture.classifiers import make_pipeline
 
     for train, test in splits:
         pipe = make_pipeline("nb").fit(X[np.ix_(train, leaky_pair)], y[train])

@@ -5,7 +5,7 @@
     inspector evaluate texture DATA_DIR --protocol loo|split|cv --report OUT_DIR
     inspector train texture DATA_DIR --out models/tablet-defect-default/1
 
-``DATA_DIR`` has one sub-folder per class; see :mod:`inspector.texture.dataset` for how the negative
+``DATA_DIR`` has one sub-folder per class; see :mod:`inspector.offline.texture.dataset` for how the negative
 (good) and positive (defect) classes are found. Heavy libraries are imported inside the handlers.
 """
 
@@ -85,15 +85,15 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
 
     if "features" in getattr(sub, "choices", {}):  # already registered as a plugin of its own
         return
-    try:  # `inspector features` (inspector/texture/cli_features.py) is registered through this plugin
-        from inspector.texture import cli_features
+    try:  # `inspector features` (inspector/offline/texture/cli_features.py) is registered through this plugin
+        from inspector.offline.texture import cli_features
     except ModuleNotFoundError:
         return
     cli_features.register(sub, groups)
 
 
 def _scan(args: argparse.Namespace):
-    from inspector.texture.dataset import scan_image_folder
+    from inspector.offline.texture.dataset import scan_image_folder
 
     if args.max_images_per_class is not None and args.max_images_per_class < 1:
         raise ConfigError("--max-images-per-class must be at least 1")
@@ -106,11 +106,11 @@ def _scan(args: argparse.Namespace):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from inspector.texture.classifiers import parse_classifiers
-    from inspector.texture.dataset import extract_table
-    from inspector.texture.experiment import run_experiment
-    from inspector.texture.report import write_report
-    from inspector.texture.selection import FEATURE_SETS
+    from inspector.offline.texture.classifiers import parse_classifiers
+    from inspector.offline.texture.dataset import extract_table
+    from inspector.offline.texture.experiment import run_experiment
+    from inspector.offline.texture.report import write_report
+    from inspector.offline.texture.selection import FEATURE_SETS
 
     try:
         classifiers = parse_classifiers(args.classifiers)
@@ -146,8 +146,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from inspector.texture.dataset import extract_table
-    from inspector.texture.model import fit_model, save_model
+    from inspector.offline.texture.dataset import extract_table
+    from inspector.offline.texture.train import fit_model, save_model
 
     if not 0.0 < args.threshold < 1.0:
         raise ConfigError("--threshold must be between 0 and 1")

@@ -26,9 +26,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from inspector.texture.classifiers import CLASSIFIERS, balanced_fit_params, make_pipeline
-from inspector.texture.dataset import DatasetError, FeatureTable
-from inspector.texture.selection import FEATURE_SETS, select_indices
+from inspector.offline.texture.classifiers import CLASSIFIERS, balanced_fit_params, make_pipeline
+from inspector.offline.texture.dataset import DatasetError, FeatureTable
+from inspector.offline.texture.selection import FEATURE_SETS, select_indices
 
 PROTOCOLS: tuple[str, ...] = ("loo", "split", "cv")
 #: smallest class size each protocol can run with (selection needs two samples per class per fold)

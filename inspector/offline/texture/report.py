@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.texture.classifiers import CLASSIFIER_LABELS
-from inspector.texture.experiment import ExperimentResult
-from inspector.texture.selection import FEATURE_SET_LABELS
+from inspector.offline.texture.classifiers import CLASSIFIER_LABELS
+from inspector.offline.texture.experiment import ExperimentResult
+from inspector.offline.texture.selection import FEATURE_SET_LABELS
 
 _PROTOCOL_TEXT = {
     "loo": "leave-one-out cross-validation (paper's Experiment I)",

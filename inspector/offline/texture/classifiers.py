@@ -28,25 +28,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from inspector.texture.model import TRUSTED_TYPES  # noqa: F401  (re-exported: the trust list lives with the loader)
+
 CLASSIFIERS: tuple[str, ...] = ("svm", "knn", "nb", "ann")
 CLASSIFIER_LABELS: dict[str, str] = {"svm": "SVM", "knn": "KNN", "nb": "NB", "ann": "ANN"}
-
-#: every type a saved texture model may contain (the skops trust list; see inspector.texture.model)
-TRUSTED_TYPES: tuple[str, ...] = (
-    "sklearn.pipeline.Pipeline",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.svm._classes.SVC",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.neighbors._classification.KNeighborsClassifier",
-    "sklearn.naive_bayes.GaussianNB",
-    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
-    "sklearn.preprocessing._label.LabelBinarizer",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.utils._bunch.Bunch",
-)
 
 
 def make_classifier(name: str, *, seed: int = 0, probability: bool = False, calibration_folds: int = 5) -> Any:

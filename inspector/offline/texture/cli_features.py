@@ -25,7 +25,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     """Add the ``features`` sub-command (``groups`` is unused: no train/evaluate verbs here).
 
     Idempotent: the command may be registered both from ``PLUGINS`` and by the texture plugin
-    (``inspector.texture.cli``); a second registration is a no-op instead of an argparse conflict.
+    (``inspector.offline.texture.cli``); a second registration is a no-op instead of an argparse conflict.
     """
     if "features" in (getattr(sub, "choices", None) or {}):
         return

@@ -1,0 +1,1 @@
+"""Offline texture work: datasets, feature selection, classifiers, experiments, reports, training and their CLI."""
