@@ -46,7 +46,9 @@ def title(pid: int) -> str:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return f"pid {pid}"
-    return raw if raw.startswith("inspector:") else f"pid {pid}"
+    if raw.startswith("inspector:"):
+        return raw
+    return "python resource tracker" if "resource_tracker" in raw else f"pid {pid}"
 
 
 def children(pid: int) -> list[int]:
@@ -69,10 +71,22 @@ def snapshot(pid: int) -> dict[str, int]:
     return snap
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def preset_config(preset: str, tmp: Path) -> dict:
     cfg = yaml.safe_load((ROOT / "inspector/defaults/config.yaml").read_text())
     cfg["state_dir"] = str(tmp / "state")
     cfg["log"] = {"results": False}
+    # free ports: two soaks (or a soak beside a running daemon) must not collide
+    cfg["publish"] = {**cfg.get("publish", {}), "endpoint": f"tcp://127.0.0.1:{free_port()}"}
+    cfg["metrics"] = {**cfg.get("metrics", {}), "listen": f"127.0.0.1:{free_port()}"}
+    cfg["control"] = {**cfg.get("control", {}), "endpoint": f"tcp://127.0.0.1:{free_port()}"}
     if preset == "genicam":
         cfg["camera"] = {"driver": "genicam", "cti": None, "width": 640, "height": 480,
                          "pixel_format": "Mono8", "fps": 20}
