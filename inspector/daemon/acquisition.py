@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ import zmq
 from inspector.config import Config
 from inspector.daemon.camera_thread import CameraThread
 from inspector.daemon.endpoints import Endpoints
-from inspector.daemon.proc import child_setup
+from inspector.daemon.proc import ParentWatch, child_setup
 from inspector.daemon.runstate import StateCopy
 from inspector.errors import WireError
 from inspector.transport import wire
@@ -95,7 +94,7 @@ class Broker:
                                    first_frame_id=self.state.next_frame_id, context=self.state.context,
                                    paused=self.state.paused)
         self.stopping = False
-        self.parent = parent_pid if parent_pid is not None else os.getppid()
+        self.parent = ParentWatch(parent_pid)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -124,7 +123,7 @@ class Broker:
                 if now - last_stats > 0.5:
                     self.events.send("stats", queue_depth=len(self.queue), idle_workers=len(self.idle))
                     last_stats = now
-                    if os.getppid() != self.parent:  # fallback where PR_SET_PDEATHSIG is unavailable
+                    if self.parent.gone():  # fallback where PR_SET_PDEATHSIG is unavailable
                         log.error("supervisor exited; acquisition stops")
                         return
                 if self.stopping and (not self.queue or (deadline is not None and now > deadline)):

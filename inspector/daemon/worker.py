@@ -21,7 +21,7 @@ from inspector.errors import BadFrameError, InspectorError, WireError
 from inspector.frame import Frame
 from inspector.inspections import inspection_class
 from inspector.inspections.base import Inspection, InspectionContext, InspectionResult
-from inspector.daemon.proc import child_setup
+from inspector.daemon.proc import ParentWatch, child_setup
 from inspector.transport import wire
 from inspector.transport.messages import AttachmentRef, Command, Decision, Ready, Result, event
 
@@ -126,7 +126,7 @@ class _Loop:
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ep.commands)
-        self.parent = parent_pid
+        self.parent = ParentWatch(parent_pid)
         self.generation = generation        # the newest acquisition generation we know of
         self.credit: int | None = None      # generation our outstanding credit is for
 
@@ -148,7 +148,7 @@ class _Loop:
                     self._on_frame(self.dealer.recv_multipart(copy=False))
                 if self.sub in socks and self._on_command():
                     return
-                if os.getppid() != self.parent:  # fallback where PR_SET_PDEATHSIG is unavailable
+                if self.parent.gone():  # fallback where PR_SET_PDEATHSIG is unavailable
                     log.error("supervisor exited; worker %s stops", self.worker)
                     return
         finally:
