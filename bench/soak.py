@@ -48,16 +48,21 @@ def title(pid: int) -> str:
         return f"pid {pid}"
     if raw.startswith("inspector:"):
         return raw
-    return "python resource tracker" if "resource_tracker" in raw else f"pid {pid}"
+    if "resource_tracker" in raw:
+        return "python resource tracker"
+    return "fork server" if "forkserver" in raw else f"pid {pid}"
 
 
 def children(pid: int) -> list[int]:
+    """All descendants (the daemon's children are forked by its fork server, a child of its own)."""
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            out += [int(c) for c in (task / "children").read_text().split()]
+            kids = [int(c) for c in (task / "children").read_text().split()]
         except OSError:
-            pass
+            continue
+        for k in kids:
+            out += [k, *children(k)]
     return out
 
 
