@@ -283,10 +283,18 @@ class Supervisor:
         meta: FrameMeta = header["meta"]
         m = self.metrics
         t0 = time.perf_counter()
+        headers, attachments = [], []  # what was published, for the hooks' on_published
         for r in header["results"]:
-            self.publisher.result(result_header(meta, r))
+            headers.append(result_header(meta, r))
+            self.publisher.result(headers[-1])
             for a in r.get("attachments", []):
-                self.publisher.attachment(a["kind"], r["inspection"], a["header"], payloads[a["index"]])
+                attachments.append((a["kind"], r["inspection"], a["header"], payloads[a["index"]]))
+                self.publisher.attachment(*attachments[-1])
+        thumb = header.get("thumbnail")  # operator page only: never on the line PUB
+        if isinstance(thumb, dict) and type(thumb.get("index")) is int and 0 <= thumb["index"] < len(payloads):
+            attachments.append(("thumbnail", None, thumb, payloads[thumb["index"]]))
+        for hook in self.hooks:
+            getattr(hook, "on_published", None) and hook.on_published(self, headers, attachments)
         publish_s = time.perf_counter() - t0
         m.frames_processed.inc()
         m.stage_seconds.labels(stage="publish").observe(publish_s)

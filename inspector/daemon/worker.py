@@ -13,6 +13,8 @@ import signal
 import time
 from typing import Any
 
+import cv2
+import numpy as np
 import zmq
 
 from inspector.config import Config, validate_inspections
@@ -69,6 +71,23 @@ def run_inspections(inspections: list[Inspection], frame: Frame) -> tuple[list[d
     return results, payloads
 
 
+def thumbnail(frame: Frame, max_side: int) -> tuple[dict[str, Any], bytes] | None:
+    """A small JPEG of the frame for the operator page (longest side <= max_side; 8-bit; RGB kept)."""
+    px = frame.pixels
+    if px.dtype == np.uint16:
+        px = (px >> 8).astype(np.uint8)
+    h, w = px.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        px = cv2.resize(px, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if px.ndim == 3:
+        px = cv2.cvtColor(px, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", px, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        return None
+    return {"format": "jpeg", "width": int(px.shape[1]), "height": int(px.shape[0])}, buf.tobytes()
+
+
 def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str) -> None:
     """Process entry point (spawned by the supervisor)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # see acquisition.run_acquisition
@@ -106,6 +125,10 @@ class _Loop:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ep.commands)
         self.parent = os.getppid()
+        from inspector.line.settings import operator_config
+
+        op = operator_config(cfg)
+        self.thumbnail_px = op.thumbnail_px if op.enabled and cfg.metrics.enabled else 0
 
     def run(self) -> None:
         self.dealer.send(wire.encode_header("ready"))
@@ -142,8 +165,13 @@ class _Loop:
             return
         results, payloads = run_inspections(self.inspections, frame)
         queue_s = max(0.0, received - frame.meta.acquired_at)
-        self.push.send_multipart(wire.encode_result(frame.meta, self.worker, results, payloads, queue_s=queue_s),
-                                 copy=False)
+        extra: dict[str, Any] = {}
+        thumb = thumbnail(frame, self.thumbnail_px) if self.thumbnail_px else None
+        if thumb is not None:
+            extra["thumbnail"] = {**thumb[0], "index": len(payloads)}
+            payloads.append(thumb[1])
+        self.push.send_multipart(wire.encode_result(frame.meta, self.worker, results, payloads, queue_s=queue_s,
+                                                    **extra), copy=False)
 
     def _on_command(self) -> bool:
         try:
