@@ -111,6 +111,8 @@ class OpcUaServer:
     def __init__(self, ocfg: OpcUaConfig):
         self.cfg = ocfg
         self.users = load_users(ocfg.users_file)
+        # asyncua logs every request (and its standard nodeset import) at INFO: keep the journal readable
+        logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
         #: method calls for the supervisor: (cmd, args, caller, future)
         self.calls: queue.SimpleQueue[tuple[str, dict[str, Any], dict[str, Any], concurrent.futures.Future]] = \
             queue.SimpleQueue()

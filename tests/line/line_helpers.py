@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from daemon_helpers import audit_frames, free_port, write_config
+from daemon_helpers import audit_frames, free_port, write_config  # noqa: F401 (re-exported)
 
 # noise frames have a Laplacian variance of ~2975-3085: a threshold in the middle rejects ~half
 REJECTING_QUALITY = [{"name": "quality", "params": {"min_focus": 3028}}]
@@ -22,6 +24,32 @@ def line_config(tmp: Path, line: dict | None = None, **over) -> tuple[Path, dict
     over.setdefault("workers", 1)
     over.setdefault("inspections", REJECTING_QUALITY)
     return write_config(tmp, line=line, **over)
+
+
+class Daemon:
+    """`inspector run` as a subprocess whose output is read continuously (a full pipe would block it)."""
+
+    def __init__(self, config: Path, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "inspector", "run", "--config", str(config), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 60) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+        self._reader.join(10)
+        return self.output
 
 
 def start_controller(endpoint: str, *args: str, name: str = "plc-1") -> subprocess.Popen:
