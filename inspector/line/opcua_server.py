@@ -44,6 +44,7 @@ _READ_ONLY = {ua.NodeId(t) for t in USER_TYPES} - {ua.NodeId(ua.ObjectIds.WriteR
 STATES = ("Preoperational", "Operational", "Halted", "Error")
 COUNTERS = ("Acquired", "Inspected", "Dropped", "Lost", "Rejects")
 METHOD_TIMEOUT_S = 10.0
+APPLICATION_URI = "urn:inspector:server"
 
 
 def hash_password(password: str, *, salt: bytes, iterations: int = 200_000) -> str:
@@ -205,6 +206,7 @@ class OpcUaServer:
         await server.init()
         server.set_endpoint(self.cfg.endpoint)
         server.set_server_name("inspector vision system")
+        await server.set_application_uri(APPLICATION_URI)  # must match the certificate's subjectAltName URI
         policies = {"None": ua.SecurityPolicyType.NoSecurity,
                     "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
                     "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt}

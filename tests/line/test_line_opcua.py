@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -106,16 +107,60 @@ async def _session(url: str) -> dict:
     return out
 
 
+def _self_signed(tmp: Path, name: str, uri: str) -> tuple[Path, Path]:
+    """A certificate + key pair like `openssl req -x509 …` in docs/line-integration.md makes."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / f"{name}-cert.der", tmp / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def _encrypted_call(url: str, cert: Path, key: Path) -> tuple[str, dict]:
+    c = Client(url, timeout=10)
+    c.set_user("operator1")
+    c.set_password("s3cret-pass")
+    await c.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+    await c.connect()
+    try:
+        idx = await c.get_namespace_index(NS)
+        vs = await c.nodes.objects.get_child([f"{idx}:VisionSystem"])
+        return c.security_policy.URI, json.loads(await vs.call_method(f"{idx}:SetLot", "LOT-SEC", ""))
+    finally:
+        await c.disconnect()
+
+
 def test_opcua_browse_subscribe_call_and_audit(tmp_path):
+    server_cert, server_key = _self_signed(tmp_path, "server", "urn:inspector:server")
+    client_cert, client_key = _self_signed(tmp_path, "client", "urn:freeopcua:client")
     users = tmp_path / "opcua-users.yaml"
     users.write_text(f"operator1: '{hash_password('s3cret-pass', salt=os.urandom(16), iterations=1000)}'\n")
     url = f"opc.tcp://127.0.0.1:{free_port()}"
     cfg_path, cfg = write_config(tmp_path, camera={"fps": 10}, workers=1, inspections=REJECTING_QUALITY,
-                                 opcua={"enabled": True, "endpoint": url, "users_file": str(users)})
+                                 opcua={"enabled": True, "endpoint": url, "users_file": str(users),
+                                        "security": ["None", "Basic256Sha256_SignAndEncrypt"],
+                                        "certificate": str(server_cert), "private_key": str(server_key)})
     daemon = Daemon(cfg_path)
     try:
         wait_ready(cfg, daemon.proc)
         out = asyncio.run(_session(url))
+        policy, secure = asyncio.run(_encrypted_call(url, client_cert, client_key))
     finally:
         log = daemon.stop()
     assert daemon.proc.returncode == 0, log
@@ -134,6 +179,8 @@ def test_opcua_browse_subscribe_call_and_audit(tmp_path):
     assert by_cmd[:4] == [("set_lot", False, "anonymous", "opcua"), ("set_lot", True, "operator1", "opcua"),
                           ("pause", True, "operator1", "opcua"), ("resume", True, "operator1", "opcua")]
     assert control[0]["args"]["lot"] == "ANON-LOT" and "anonymous" in control[0]["error"]
+    assert policy.endswith("#Basic256Sha256") and secure["context"]["lot"] == "LOT-SEC"
+    assert by_cmd[4] == ("set_lot", True, "operator1", "opcua"), "the encrypted session's call is audited too"
     lots = audit_records(tmp_path / "state", "lot_change")
-    assert lots[-1]["lot"] == "LOT-42" and lots[-1]["by"] == "opcua:operator1"
+    assert [(r["lot"], r["by"]) for r in lots[-2:]] == [("LOT-42", "opcua:operator1"), ("LOT-SEC", "opcua:operator1")]
     assert "Traceback" not in log
