@@ -25,7 +25,7 @@ from inspector.ops.operator_page import OperatorFeed, OperatorPage, require_toke
 TOKEN = "0123456789abcdef-operator"
 
 
-@pytest.mark.parametrize("block, expected", [
+BAD_SETTINGS = [
     ({"line": {"reject_endpoint": "http://x:1"}}, "line.reject_endpoint"),
     ({"line": {"reject_endpoint": "tcp://127.0.0.1:5562", "deadline_ms": 50, "resend_ms": 100}}, "resend_ms"),
     ({"line": {"require": "most"}}, "line.require"),
@@ -35,13 +35,26 @@ TOKEN = "0123456789abcdef-operator"
     ({"opcua": {"enabled": True, "security": ["Basic256Sha256_SignAndEncrypt"]}}, "certificate and private_key"),
     ({"operator": {"rejects": 0}}, "operator.rejects"),
     ({"metrics": {"listen": "0.0.0.0:9999"}}, "operator.token_file is required"),
-])
+]
+
+
+@pytest.mark.parametrize("block, expected", BAD_SETTINGS)
 def test_bad_settings_give_one_line_naming_the_key(tmp_path, block, expected):
+    from inspector.config import load_config
+    from inspector.line.settings import validate_all
+
     path, _ = write_config(tmp_path, **block)
+    with pytest.raises(ConfigError) as e:
+        validate_all(load_config(path))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_config_check_cli_reports_the_key_on_one_line(tmp_path):
+    path, _ = write_config(tmp_path, line={"require": "most"})
     r = run_cli("config", "check", str(path))
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert lines == ["error: invalid configuration: line.require: Input should be 'any' or 'all'"], lines
 
 
 def test_reject_endpoint_in_use_is_a_one_line_error(tmp_path):
