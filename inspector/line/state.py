@@ -32,13 +32,13 @@ def snapshot(sup: Supervisor) -> dict[str, Any]:
 
 
 def machine_state(snap: dict[str, Any]) -> str:
-    """OPC 40100-1 system state from a snapshot: Preoperational (starting, not ready), Operational
-    (ready, inspecting), Halted (paused by an operator, or shutting down), Error (was ready and lost
-    camera or workers)."""
+    """OPC 40100-1 system state from a snapshot: Preoperational (starting, not ready yet), Operational
+    (ready, inspecting), Halted (paused by an operator, or shutting down), Error (frames were already
+    inspected in this run and readiness was lost: camera gone, workers down)."""
     if snap["stopping"] or snap["paused"]:
         return "Halted"
     if snap["ready"]:
         return "Operational"
-    if snap["counts"].get("acquired", 0) > 0:
+    if snap["counts"].get("inspected", 0) > 0:
         return "Error"
     return "Preoperational"

@@ -8,7 +8,8 @@ excipient, counters read from the same Prometheus registry as ``/metrics``, rate
 the OPC 40100-1 style machine state.
 
 Access: a loopback ``metrics.listen`` needs no login; any other bind address requires
-``operator.token_file`` (the daemon refuses to start otherwise). The token is accepted as
+``operator.token_file``: without one the page answers 403 with the reason (``/metrics`` keeps
+serving the scraper, so the documented ``0.0.0.0`` metrics setup still starts). The token is accepted as
 ``Authorization: Bearer …``, as ``?token=…`` (which also sets an HttpOnly cookie, so bookmarks work
 without the token in later requests) or as that cookie.
 """
@@ -61,7 +62,7 @@ def require_token(listen: str, ocfg: OperatorConfig) -> None:
     """Policy: the page on a non-loopback listener needs a token file; raises ConfigError naming the key."""
     if ocfg.enabled and not ocfg.token_file and not is_loopback_endpoint(f"tcp://{listen}"):
         raise ConfigError(f"operator.token_file is required: metrics.listen {listen} is reachable from the "
-                          "network (set operator.token_file, bind to 127.0.0.1, or set operator.enabled: false)")
+                          "network (set operator.token_file, or bind metrics.listen to 127.0.0.1)")
 
 
 def load_token(path: str | None) -> str | None:
@@ -153,14 +154,18 @@ class OperatorFeed:
 
 
 class OperatorPage:
-    """The route handler mounted at ``/operator`` (thread-safe: it only reads the feed)."""
+    """The route handler mounted at ``/operator`` (thread-safe: it only reads the feed).
+    ``locked``: a reason to refuse every request (403), e.g. a network bind without a token."""
 
-    def __init__(self, feed: OperatorFeed, token: str | None):
+    def __init__(self, feed: OperatorFeed, token: str | None, locked: str | None = None):
         self.feed = feed
         self.token = token
+        self.locked = locked
 
     def __call__(self, path: str, query: str, headers: Any) -> tuple[int, bytes, str, dict[str, str]]:
         extra: dict[str, str] = {}
+        if self.locked is not None:
+            return 403, _json({"error": self.locked}), _JSON, extra
         if self.token is not None:
             given = _given_token(query, headers)
             if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -188,9 +193,14 @@ class OperatorHook:
 
     def __init__(self, sup: Supervisor):
         self.cfg = operator_config(sup.cfg)
-        require_token(sup.cfg.metrics.listen, self.cfg)
+        locked = None
+        try:
+            require_token(sup.cfg.metrics.listen, self.cfg)
+        except ConfigError as e:
+            locked = f"operator page locked: {e}"
+            log.warning("%s", locked)
         self.feed = OperatorFeed(sup.metrics.registry, self.cfg.rejects)
-        self.page = OperatorPage(self.feed, load_token(self.cfg.token_file))
+        self.page = OperatorPage(self.feed, load_token(self.cfg.token_file), locked)
         self.mounted = False
         self._next_state = 0.0
 
@@ -205,7 +215,7 @@ class OperatorHook:
                     server.add_route(PREFIX, self.page)
                     self.mounted = True
                     log.info("operator page on %s%s%s", server.url, PREFIX,
-                             " (token required)" if self.page.token else "")
+                             " (locked)" if self.page.locked else " (token required)" if self.page.token else "")
                     break
         now = time.monotonic()
         if now >= self._next_state:

@@ -34,7 +34,6 @@ BAD_SETTINGS = [
     ({"opcua": {"enabled": True, "endpoint": "tcp://127.0.0.1:4840"}}, "opcua.endpoint"),
     ({"opcua": {"enabled": True, "security": ["Basic256Sha256_SignAndEncrypt"]}}, "certificate and private_key"),
     ({"operator": {"rejects": 0}}, "operator.rejects"),
-    ({"metrics": {"listen": "0.0.0.0:9999"}}, "operator.token_file is required"),
 ]
 
 
@@ -81,6 +80,20 @@ def test_operator_token_policy():
     require_token("0.0.0.0:9108", OperatorConfig(enabled=False))
     with pytest.raises(ConfigError, match="operator.token_file"):
         require_token("0.0.0.0:9108", OperatorConfig())
+
+
+def test_operator_page_locked_on_a_network_bind_without_token():
+    metrics = Metrics()
+    feed = OperatorFeed(metrics.registry, rejects=2)
+    server = HealthServer("127.0.0.1:0", metrics.registry, lambda: (True, []))
+    server.start()
+    try:
+        server.add_route("/operator", OperatorPage(feed, None, locked="operator page locked: reason"))
+        status, body, _ = _get(f"{server.url}/operator/state.json")
+        assert status == 403 and b"locked" in body
+        assert _get(f"{server.url}/metrics")[0] == 200
+    finally:
+        server.stop()
 
 
 def _frame(fid: int, shape=(960, 1280)) -> Frame:
@@ -165,3 +178,16 @@ def test_config_check_accepts_the_documented_blocks(tmp_path):
     r = run_cli("config", "check", str(path))
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load(path.read_text())["line"]["require"] == "all"
+
+
+@pytest.mark.parametrize("snap, state", [
+    ({"ready": False, "paused": False, "stopping": False, "counts": {"acquired": 5, "inspected": 0}}, "Preoperational"),
+    ({"ready": True, "paused": False, "stopping": False, "counts": {"inspected": 9}}, "Operational"),
+    ({"ready": True, "paused": True, "stopping": False, "counts": {"inspected": 9}}, "Halted"),
+    ({"ready": False, "paused": False, "stopping": True, "counts": {"inspected": 9}}, "Halted"),
+    ({"ready": False, "paused": False, "stopping": False, "counts": {"inspected": 9}}, "Error"),
+])
+def test_machine_state_mapping(snap, state):
+    from inspector.line.state import machine_state
+
+    assert machine_state(snap) == state
