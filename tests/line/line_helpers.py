@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from daemon_helpers import audit_frames, free_port, write_config  # noqa: F401 (re-exported)
@@ -84,16 +83,6 @@ def settle_report(state: Path, actionable: tuple[str, ...] = ("reject",)) -> dic
     seqs = sorted(r["seq"] for r in acks + alarms)
     assert seqs == list(range(1, len(seqs) + 1)), "sequence numbers must be 1..n, each settled once"
     return {"frames": frames, "wanted": wanted, "acks": acks, "alarms": alarms}
-
-
-def wait_for(pred, timeout: float = 30.0, every: float = 0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(every)
-    raise TimeoutError("condition not met")
 
 
 def metric(text: str, name: str) -> float:

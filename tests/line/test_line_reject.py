@@ -14,7 +14,7 @@ import zmq
 
 from daemon_helpers import start_daemon, wait_http, wait_ready
 from line_helpers import (audit_records, controller_events, line_config, metric, settle_report,
-                          start_controller, wait_for)
+                          start_controller)
 
 pytestmark = pytest.mark.timeout(180)
 
