@@ -54,14 +54,18 @@ def _sum(metrics: dict, name: str) -> float:
     return sum(v for (n, _), v in metrics.items() if n == name)
 
 
-def _stable_counters(listen: str, quiet_s: float = 2.0, timeout: float = 60.0) -> None:
-    """Wait until frames in flight have finished after a pause (processed stops moving)."""
+def _stable_counters(listen: str, quiet_s: float = 2.0, timeout: float = 90.0) -> None:
+    """Wait until every acquired frame has ended (processed, dropped or lost) after a pause and the
+    counters stay still for quiet_s."""
     end = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < end:
         m = _metrics(listen)
-        cur = (_sum(m, "inspector_frames_processed_total"), _sum(m, "inspector_frames_acquired_total"))
-        if cur != last:
+        acquired = _sum(m, "inspector_frames_acquired_total")
+        ended = sum(_sum(m, n) for n in ("inspector_frames_processed_total", "inspector_frames_dropped_total",
+                                          "inspector_frames_lost_total"))
+        cur = (acquired, ended)
+        if cur != last or acquired != ended:
             last, since = cur, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
             return
