@@ -166,7 +166,11 @@ class _Loop:
         results, payloads = run_inspections(self.inspections, frame)
         queue_s = max(0.0, received - frame.meta.acquired_at)
         extra: dict[str, Any] = {}
-        thumb = thumbnail(frame, self.thumbnail_px) if self.thumbnail_px else None
+        try:
+            thumb = thumbnail(frame, self.thumbnail_px) if self.thumbnail_px else None
+        except cv2.error as e:  # the operator page misses one picture; the result still goes out
+            log.warning("no thumbnail for frame %d: %s", frame.meta.frame_id, e)
+            thumb = None
         if thumb is not None:
             extra["thumbnail"] = {**thumb[0], "index": len(payloads)}
             payloads.append(thumb[1])
