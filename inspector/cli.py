@@ -23,6 +23,7 @@ PLUGINS = [
     "inspector.offline.identity.cli_export",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
+    "inspector.line.cli",        # line-controller (reference PLC stand-in on the reject channel)
 ]
 
 

@@ -149,6 +149,9 @@ class Config(BaseSettings):
     audit: dict[str, Any] = Field(default_factory=dict)
     control: dict[str, Any] = Field(default_factory=dict)
     security: dict[str, Any] = Field(default_factory=dict)
+    line: dict[str, Any] = Field(default_factory=dict)       # inspector/line/settings.py
+    opcua: dict[str, Any] = Field(default_factory=dict)      # inspector/line/settings.py
+    operator: dict[str, Any] = Field(default_factory=dict)   # inspector/line/settings.py
 
     @classmethod
     def settings_customise_sources(

@@ -46,13 +46,15 @@ def _run(args: argparse.Namespace) -> int:
     from inspector.daemon.control_hook import ControlHook
     from inspector.daemon.ops_hook import OpsHook
     from inspector.daemon.supervisor import Supervisor
+    from inspector.line.hooks import hook_factories as line_hooks
+    from inspector.line.settings import validate_all as validate_line
     from inspector.transport.security import security_config
 
     cfg = load_config(args.config)
-    control_config(cfg), security_config(cfg)  # validate the extension blocks before starting
+    control_config(cfg), security_config(cfg), validate_line(cfg)  # validate the extension blocks before starting
     logging.getLogger().setLevel(cfg.log.level if not args.verbose else "DEBUG")
     sup = Supervisor(cfg)
-    sup.hook_factories += [OpsHook, ControlHook]
+    sup.hook_factories += [OpsHook, ControlHook, *line_hooks(cfg)]
     return sup.run(duration=args.duration)
 
 
@@ -61,11 +63,12 @@ def _config_check(args: argparse.Namespace) -> int:
 
     from inspector.audit.settings import audit_config
     from inspector.control.settings import control_config
+    from inspector.line.settings import validate_all as validate_line
     from inspector.transport.security import security_config
 
     path = args.file or args.config_opt
     cfg = load_config(path)
-    audit_config(cfg), control_config(cfg), security_config(cfg)
+    audit_config(cfg), control_config(cfg), security_config(cfg), validate_line(cfg)
     from inspector.acquisition import make_camera
 
     make_camera(cfg.camera, cfg.camera_id())  # producer file, replay folder (does not open the device)

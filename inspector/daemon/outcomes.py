@@ -110,6 +110,8 @@ class Outcomes:
             for a in d.attachments:
                 self.publisher.attachment(a.kind, d.inspection, a.header, res.payloads[a.index])
                 attachments.append((a.kind, d.inspection, a.header, res.payloads[a.index]))
+        if res.thumbnail is not None:  # for the hooks (operator page) only
+            attachments.append(("thumbnail", None, res.thumbnail.header, res.payloads[res.thumbnail.index]))
         publish_s = time.perf_counter() - t0
         m.frames_processed.inc()
         m.stage_seconds.labels(stage="publish").observe(publish_s)

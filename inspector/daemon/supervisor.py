@@ -16,6 +16,7 @@ process held end ``lost`` with the reason, never silently.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -135,6 +136,9 @@ class Supervisor:
             self.hooks = []
             for factory in self.hook_factories:
                 self.hooks.append(factory(self))
+            for hook in self.hooks:  # line integration: every published frame, after its audit record
+                if hasattr(hook, "on_published"):
+                    self.outcomes.listeners.append(functools.partial(hook.on_published, self))
             log.info("run %s: config sha256 %s, %d worker(s), camera %s, publishing on %s", self.run_id,
                      self.config_sha256, self.cfg.workers, self.cfg.camera.driver, self.publisher.endpoint)
             for i in range(self.cfg.workers):

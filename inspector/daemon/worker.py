@@ -13,6 +13,7 @@ import signal
 import time
 from typing import Any
 
+import cv2
 import zmq
 
 from inspector.config import Config, validate_inspections
@@ -22,6 +23,7 @@ from inspector.frame import Frame
 from inspector.inspections import inspection_class
 from inspector.inspections.base import Inspection, InspectionContext, InspectionResult
 from inspector.daemon.proc import ParentWatch, child_setup
+from inspector.daemon.thumbnail import thumbnail
 from inspector.transport import wire
 from inspector.transport.messages import AttachmentRef, Command, Decision, Ready, Result, event
 
@@ -127,6 +129,10 @@ class _Loop:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(ep.commands)
         self.parent = ParentWatch(parent_pid)
+        from inspector.line.settings import operator_config
+
+        op = operator_config(cfg)
+        self.thumbnail_px = op.thumbnail_px if op.enabled and cfg.metrics.enabled else 0
         self.generation = generation        # the newest acquisition generation we know of
         self.credit: int | None = None      # generation our outstanding credit is for
 
@@ -173,8 +179,18 @@ class _Loop:
         else:
             decisions, payloads = run_inspections(self.inspections, frame)
             queue_s = max(0.0, received - frame.meta.acquired_at)
-            self.push.send_multipart(Result(frame.meta, self.worker, decisions, payloads, queue_s).to_wire(),
-                                     copy=False)
+            thumb = None
+            if self.thumbnail_px:  # for the operator page only: never published on the line PUB
+                try:
+                    made = thumbnail(frame, self.thumbnail_px)
+                except cv2.error as e:  # the page misses one picture; the result still goes out
+                    log.warning("no thumbnail for frame %d: %s", frame.meta.frame_id, e)
+                    made = None
+                if made is not None:
+                    thumb = AttachmentRef("thumbnail", made[0], len(payloads))
+                    payloads.append(made[1])
+            self.push.send_multipart(Result(frame.meta, self.worker, decisions, payloads, queue_s,
+                                            thumbnail=thumb).to_wire(), copy=False)
         if self.credit is None:
             self._grant()
 

@@ -78,6 +78,25 @@ class Metrics:
         self.audit_pending = Gauge(
             "inspector_audit_pending_records", "Audit records waiting to be written (nothing they cover is "
             "published meanwhile)", registry=r)
+        # line integration (inspector/line): acknowledged reject delivery
+        self.reject_commands = Counter("inspector_reject_commands", "Actionable decisions sent to the line "
+                                       "controller(s) on the reject channel", registry=r)
+        self.reject_acks = Counter("inspector_reject_acks", "Reject commands acknowledged in time", registry=r)
+        self.reject_resends = Counter("inspector_reject_resends", "Reject commands sent again (no ack yet)",
+                                      registry=r)
+        self.reject_deadline_missed = Counter(
+            "inspector_reject_deadline_missed", "Reject commands not acknowledged by their deadline (alarms)",
+            registry=r)
+        self.reject_ack_latency = Histogram(
+            "inspector_reject_ack_latency_seconds", "Issue to acknowledgement of a reject command",
+            buckets=(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r)
+        self.reject_pending = Gauge("inspector_reject_pending", "Reject commands awaiting acknowledgement",
+                                    registry=r)
+        self.line_controllers = Gauge("inspector_line_controllers", "Line controllers connected to the reject "
+                                      "channel", registry=r)
+        self.opcua_calls = Counter("inspector_opcua_method_calls", "OPC UA method calls", ["method", "outcome"],
+                                   registry=r)
         self._models: dict[str, tuple[str, str, str]] = {}
         for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
             self.stage_seconds.labels(stage=s)
