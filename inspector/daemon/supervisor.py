@@ -33,7 +33,7 @@ from inspector.acquisition import make_camera
 from inspector.config import Config, validate_inspections
 from inspector.daemon.children import Children
 from inspector.daemon.endpoints import Endpoints
-from inspector.daemon.health import Health
+from inspector.daemon.health import Health, readiness_reasons
 from inspector.daemon.ledger import Ledger
 from inspector.daemon.outcomes import Outcomes
 from inspector.daemon.proc import set_title
@@ -50,7 +50,6 @@ from inspector.transport.security import (require_secure_for_tcp, secure_server,
 log = logging.getLogger("inspector.supervisor")
 
 STATE_RESEND_S = 1.0
-ACQ_SILENCE_S = 1.5  # the acquisition process sends stats every 0.5 s
 
 
 class Supervisor:
@@ -384,29 +383,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, list[str]]:
-        reasons = []
-        if not self.children.acquisition_running():
-            reasons.append("acquisition process not running")
-        elif self._acq_ready_gen != self.children.acq_generation:
-            reasons.append("acquisition process starting")
-        elif time.monotonic() - self._acq_heard > ACQ_SILENCE_S:
-            reasons.append(f"acquisition process not responding for {time.monotonic() - self._acq_heard:.1f} s")
-        if not self.camera_up:
-            reasons.append("camera not open")
-        alive = self._workers_ready()
-        if alive < self.cfg.workers:
-            reasons.append(f"{alive}/{self.cfg.workers} workers ready (models loaded)")
-        missing = [n for n in self._model_inspections if n not in self.state.models]
-        if missing:
-            reasons.append(f"no model loaded for {', '.join(missing)}")
-        stall = self.health.stall_reason()
-        if stall:
-            reasons.append(stall)
-        if self.recorder.failure is not None:
-            reasons.append(f"audit store refuses writes ({self.recorder.failure}); {self.outcomes.held} "
-                           "decision(s) held back, unpublished")
-        if self.stopping:
-            reasons.append("shutting down")
+        reasons = readiness_reasons(self)
         return (not reasons, reasons)
 
     def frames_flowing(self, within_s: float) -> bool:
