@@ -104,5 +104,4 @@ class RejectHook:
 
 
 def _reason(h: dict[str, Any]) -> Any:
-    d = h.get("detail") or {}
-    return d.get("reason") or d.get("reasons")
+    return h.get("reason")  # the decision's reason code (out_of_focus, wrong_material, defect…)

@@ -96,7 +96,7 @@ class OperatorFeed:
             return
         fid = headers[0]["frame_id"]
         results = [{"inspection": h["inspection"], "verdict": h["verdict"], "scores": h.get("scores") or {},
-                    "reason": (h.get("detail") or {}).get("reason") or (h.get("detail") or {}).get("reasons"),
+                    "reason": h.get("reason"),
                     "identity": (h.get("detail") or {}).get("identity"),
                     "model": (h.get("model") or {}).get("version")} for h in headers]
         entry = {"frame_id": fid, "acquired_at": headers[0].get("acquired_at"), "results": results,
