@@ -45,7 +45,7 @@ class Outcomes:
         if st is None:
             log.warning("duplicate result for frame %d ignored", meta.frame_id)
             return False
-        self.recorder.inspected(meta, res.decisions)
+        self.recorder.inspected(meta, res.decisions, res.worker)
         self._unreleased.append((meta.frame_id, res))
         self.last_inspected = time.monotonic()
         return True

@@ -102,7 +102,8 @@ class Metrics:
             self.stage_seconds.labels(stage=s)
         for reason in ("queue_full", "shutdown"):
             self.frames_dropped.labels(reason=reason)
-        for reason in ("worker_died", "acquisition_died", "in_transit", "malformed_frame", "shutdown"):
+        for reason in ("worker_died", "acquisition_died", "in_transit", "malformed_frame", "shutdown",
+                       "remote_worker_gone"):
             self.frames_lost.labels(reason=reason)
 
     def declare_camera(self, camera: str) -> None:

@@ -175,6 +175,7 @@ EVENT_SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # worker → supervisor
     "worker_ready": ({"worker": str, "ok": bool}, {"error": str, "models": dict}),
     "worker_idle": ({"worker": str, "generation": int}, {}),
+    "worker_heartbeat": ({"worker": str}, {}),
     "model": ({"worker": str, "inspection": str, "ok": bool}, {"request_id": str, "model": dict, "error": str}),
 }
 
