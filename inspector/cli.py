@@ -23,6 +23,7 @@ PLUGINS = [
     "inspector.identity.cli_serving",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
+    "inspector.offline.triton.cli",  # export triton
 ]
 
 

@@ -296,6 +296,8 @@ class Supervisor:
             for stage, secs in (r.get("stages") or {}).items():
                 if stage in ("preprocess", "infer", "gradcam"):
                     m.stage_seconds.labels(stage=stage).observe(float(secs))
+            if isinstance(remote := (r.get("detail") or {}).get("remote"), dict):  # Triton round trip / failure
+                m.observe_remote(r["inspection"], remote)
         m.frame_latency.observe(max(0.0, time.time() - meta.acquired_at))
         self._last_progress = time.monotonic()
         if self.cfg.log.results:
