@@ -9,6 +9,7 @@ frame's tiles must be split into chunks.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,7 @@ def other_model(md: ModelDir, dst: Path) -> ModelDir:
     m = onnx.load(str(dst / "model.onnx"))
     m.doc_string = "not the model the line PC verified"
     onnx.save(m, str(dst / "model.onnx"))
-    data = md.manifest.to_dict()
+    data = copy.deepcopy(md.manifest.to_dict())  # write_model_dir rewrites its artifacts dict in place
     data.update(name=OTHER, created="")
     return write_model_dir(dst, Manifest.from_dict(data))
 
