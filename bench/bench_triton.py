@@ -113,7 +113,7 @@ def run_level(make, batches: list[np.ndarray], concurrency: int, desc: str) -> d
     for m in models:
         getattr(m, "close", lambda: None)()
     lat.sort()
-    return {"median_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
+    return {"median_ms": 1000 * statistics.median(lat), "mean_ms": 1000 * statistics.fmean(lat), "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
             "tiles_per_s": sum(len(b) for b in batches) / wall, "frames": len(batches)}
 
 
@@ -167,6 +167,9 @@ def bench_model(md: ModelDir, args: argparse.Namespace, frames: list[np.ndarray]
                          "triton_median_ms": remote["median_ms"], "triton_p95_ms": remote["p95_ms"],
                          "triton_tiles_per_s": remote["tiles_per_s"],
                          "server_queue_ms": (q1 - q0) / req / 1e6, "server_compute_ms": (k1 - k0) / req / 1e6,
+                         # what the network hop costs a frame (one request per frame: max_batch_size >= 20):
+                         # client round trip - server queue - server compute
+                         "overhead_ms": remote["mean_ms"] - ((q1 - q0) + (k1 - k0)) / req / 1e6,
                          "latency_ratio": remote["median_ms"] / local["median_ms"],
                          "throughput_ratio": remote["tiles_per_s"] / local["tiles_per_s"],
                          "frames": local["frames"]})
@@ -180,7 +183,7 @@ COLUMNS = [("model", "model", "{}"), ("concurrency", "c", "{}"), ("local_median_
            ("local_p95_ms", "local p95", "{:.1f}"), ("local_tiles_per_s", "local tiles/s", "{:.0f}"),
            ("triton_median_ms", "Triton ms/frame (p50)", "{:.1f}"), ("triton_p95_ms", "Triton p95", "{:.1f}"),
            ("triton_tiles_per_s", "Triton tiles/s", "{:.0f}"), ("server_queue_ms", "server queue ms/req", "{:.2f}"),
-           ("server_compute_ms", "server compute ms/req", "{:.1f}"), ("latency_ratio", "latency × local", "{:.2f}"),
+           ("server_compute_ms", "server compute ms/req", "{:.1f}"), ("overhead_ms", "gRPC overhead ms/frame", "{:.1f}"), ("latency_ratio", "latency × local", "{:.2f}"),
            ("throughput_ratio", "tiles/s × local", "{:.2f}")]
 
 
