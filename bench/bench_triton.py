@@ -78,9 +78,9 @@ def build_untrained(backbone: str, work: Path) -> ModelDir:
                         training={"note": "random weights: benchmark of compute only"})
 
 
-def run_level(make, batches: list[np.ndarray], concurrency: int, desc: str) -> dict[str, float]:
-    """``concurrency`` threads, each with its own model from ``make()``, share the frames; returns
-    latency statistics per frame and tiles/s over the whole level."""
+def run_level(make, batches: list[np.ndarray], concurrency: int, desc: str) -> tuple[list[float], float, int]:
+    """``concurrency`` threads, each with its own model from ``make()``, share the frames; returns the
+    per-frame latencies (s), the wall time (s) and the tiles inferred."""
     models = [make() for _ in range(concurrency)]
     for m in models:  # warm-up (first-run allocations, gRPC channel)
         m.run(batches[0])
@@ -112,9 +112,15 @@ def run_level(make, batches: list[np.ndarray], concurrency: int, desc: str) -> d
     bar.close()
     for m in models:
         getattr(m, "close", lambda: None)()
-    lat.sort()
-    return {"median_ms": 1000 * statistics.median(lat), "mean_ms": 1000 * statistics.fmean(lat), "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
-            "tiles_per_s": sum(len(b) for b in batches) / wall, "frames": len(batches)}
+    return lat, wall, sum(len(b) for b in batches)
+
+
+def summarise(runs: list[tuple[list[float], float, int]]) -> dict[str, float]:
+    """Pooled latency statistics and tiles/s over the rounds of one level."""
+    lat = sorted(x for r in runs for x in r[0])
+    return {"median_ms": 1000 * statistics.median(lat), "mean_ms": 1000 * statistics.fmean(lat),
+            "p95_ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
+            "tiles_per_s": sum(r[2] for r in runs) / sum(r[1] for r in runs), "frames": len(lat)}
 
 
 def server_stats(url: str, model: str) -> tuple[int, float, float]:
@@ -156,20 +162,26 @@ def bench_model(md: ModelDir, args: argparse.Namespace, frames: list[np.ndarray]
     try:
         settings = TritonSettings(url=url, model=name, timeout_ms=600_000)
         for c in args.concurrency:
-            local = run_level(lambda: OrtModel(md, ["CPUExecutionProvider"], intra_op_threads=1), batches, c,
-                              f"{name} local c={c}")
-            n0, q0, k0 = server_stats(url, name)
-            remote = run_level(lambda: TritonModel(md, settings), batches, c, f"{name} triton c={c}")
-            n1, q1, k1 = server_stats(url, name)
-            req = max(1, n1 - n0)
+            # local and Triton alternate round by round, so a load change on a shared machine hits both
+            local_runs, remote_runs, req, q, k = [], [], 0, 0.0, 0.0
+            for r in range(args.rounds):
+                local_runs.append(run_level(lambda: OrtModel(md, ["CPUExecutionProvider"], intra_op_threads=1),
+                                            batches, c, f"{name} local c={c} round {r + 1}"))
+                n0, q0, k0 = server_stats(url, name)
+                remote_runs.append(run_level(lambda: TritonModel(md, settings), batches, c,
+                                             f"{name} triton c={c} round {r + 1}"))
+                n1, q1, k1 = server_stats(url, name)
+                req, q, k = req + n1 - n0, q + q1 - q0, k + k1 - k0
+            local, remote = summarise(local_runs), summarise(remote_runs)
+            req = max(1, req)
             rows.append({"model": name, "concurrency": c, "local_median_ms": local["median_ms"],
                          "local_p95_ms": local["p95_ms"], "local_tiles_per_s": local["tiles_per_s"],
                          "triton_median_ms": remote["median_ms"], "triton_p95_ms": remote["p95_ms"],
                          "triton_tiles_per_s": remote["tiles_per_s"],
-                         "server_queue_ms": (q1 - q0) / req / 1e6, "server_compute_ms": (k1 - k0) / req / 1e6,
+                         "server_queue_ms": q / req / 1e6, "server_compute_ms": k / req / 1e6,
                          # what the network hop costs a frame (one request per frame: max_batch_size >= 20):
                          # client round trip - server queue - server compute
-                         "overhead_ms": remote["mean_ms"] - ((q1 - q0) + (k1 - k0)) / req / 1e6,
+                         "overhead_ms": remote["mean_ms"] - (q + k) / req / 1e6,
                          "latency_ratio": remote["median_ms"] / local["median_ms"],
                          "throughput_ratio": remote["tiles_per_s"] / local["tiles_per_s"],
                          "frames": local["frames"]})
@@ -201,6 +213,7 @@ def main() -> int:
                     help="also an untrained model of this backbone (e.g. resnet50; random weights, compute only)")
     ap.add_argument("--frames", type=int, default=12, help="frames (of 20 tiles) per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating local / Triton rounds per level")
     ap.add_argument("--server-instances", type=int, default=2, help="model instances on the Triton server")
     ap.add_argument("--server-url", help="benchmark an existing Triton server (host:port) instead of the local one")
     ap.add_argument("--accelerator", choices=("none", "tensorrt"), default="none",
@@ -212,6 +225,7 @@ def main() -> int:
         ap.error("--accelerator tensorrt needs a GPU host's Triton (--server-url) and --export-repo; "
                  "the bundled CPU server has no GPU and no onnxruntime backend")
     args.out.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()[0]  # a shared machine: the report says how busy it was
     with tempfile.TemporaryDirectory(prefix="bench-triton-") as tmp:
         work = Path(tmp)
         mds = [load_model_dir(p) for p in (args.model_dir or [REPO / "models" / "excipient-identity-default" / "1"])]
@@ -221,12 +235,14 @@ def main() -> int:
         rows = [r for md in mds for r in bench_model(md, args, frames, work)]
     table = markdown(rows)
     print(table)
+    print(f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
     with open(args.out / "bench_triton.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     (args.out / "bench_triton.md").write_text(
-        f"# Local ONNX Runtime vs Triton (loopback gRPC)\n\n`{' '.join(sys.argv)}` — {os.cpu_count()} CPUs\n\n"
+        f"# Local ONNX Runtime vs Triton (loopback gRPC)\n\n`{' '.join(sys.argv)}` — {os.cpu_count()} CPUs, "
+        f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at the end\n\n"
         f"{table}\n", encoding="utf-8")
     print(f"\nwrote {args.out / 'bench_triton.csv'} and {args.out / 'bench_triton.md'}")
     return 0
