@@ -124,7 +124,7 @@ class TritonModel:
                 self._client.close()
             except Exception:  # noqa: BLE001 — a dead channel may fail to close; it is dropped anyway
                 pass
-        self._client = grpcclient.InferenceServerClient(s.url)
+        self._client = grpcclient.InferenceServerClient(s.url, channel_args=self._channel_args())
         t = s.timeout_ms / 1000.0
         try:
             cfg = self._client.get_model_config(name, s.version, client_timeout=t).config
@@ -151,6 +151,24 @@ class TritonModel:
         self.healthy, self.last_reason = True, None
         log.info("triton %s serves %s/%s, sha256 %s… verified (max_batch_size %d)", s.url, name, served,
                  self.sha256[:12], self.max_batch_size)
+
+    def _channel_args(self) -> list[tuple[str, int]]:
+        """tritonclient's defaults (unlimited message size, keepalive), a subchannel pool of this
+        channel's own (gRPC shares subchannels process-wide by default, so a fresh channel could inherit
+        the dead connection's state) and a reconnect back-off bounded by reconnect_s (gRPC's default
+        grows to 120 s), so a server that comes back is used within about reconnect_s."""
+        from tritonclient.grpc import KeepAliveOptions
+
+        ka = KeepAliveOptions()
+        backoff_ms = max(100, int(self.settings.reconnect_s * 1000))
+        unlimited = 2**31 - 1  # tritonclient's MAX_GRPC_MESSAGE_SIZE (INT32_MAX), as Triton's server side
+        return [("grpc.max_send_message_length", unlimited), ("grpc.max_receive_message_length", unlimited),
+                ("grpc.keepalive_time_ms", ka.keepalive_time_ms), ("grpc.keepalive_timeout_ms", ka.keepalive_timeout_ms),
+                ("grpc.keepalive_permit_without_calls", int(ka.keepalive_permit_without_calls)),
+                ("grpc.http2.max_pings_without_data", ka.http2_max_pings_without_data),
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.initial_reconnect_backoff_ms", backoff_ms), ("grpc.min_reconnect_backoff_ms", backoff_ms),
+                ("grpc.max_reconnect_backoff_ms", backoff_ms)]
 
     def _fail(self, err: RemoteInferenceError) -> RemoteInferenceError:
         if self.healthy:

@@ -188,7 +188,9 @@ class ExcipientIdentity(Inspection):
     def reload(self, version: str | None = None) -> ModelInfo:
         """Load and verify ``version`` (latest when None) completely, then swap; on error the old one stays."""
         new = self._load(version)
-        self._current = new
+        old, self._current = self._current, new
+        if isinstance(old.ort, RemoteIdentityModel):
+            old.ort.close()  # its gRPC channel
         return self.model_info()
 
     def close(self) -> None:

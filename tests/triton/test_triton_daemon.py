@@ -25,16 +25,17 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 @pytest.mark.slow
 def test_daemon_identity_through_triton_then_server_killed(triton_install, triton_repo, repo_root, tmp_path):
     server = TritonServer(triton_install, triton_repo, log_path=tmp_path / "triton.log").start()
+    proc = None
     try:
         cfg_path, cfg = write_config(
             tmp_path, camera={"driver": "synthetic", "scene": "sem", "width": 1280, "height": 960, "fps": 2},
             workers=1, models_dir=str(repo_root / "models"),
             inspections=[{"name": "excipient_identity", "params": {
                 "min_confidence": 0.0, "gradcam_every_n_passes": 0, "providers": ["CPUExecutionProvider"],
-                "runtime": "triton", "triton": {"url": server.grpc_url, "timeout_ms": 5000, "reconnect_s": 0.5}}}])
-        proc = start_daemon(cfg_path, "--duration", "14")
+                "runtime": "triton", "triton": {"url": server.grpc_url, "timeout_ms": 30_000, "reconnect_s": 0.5}}}])
+        proc = start_daemon(cfg_path)  # stopped by SIGTERM once the checks are done (drains, exits 0)
         url = f"http://{cfg['metrics']['listen']}/metrics"
-        end, text = time.monotonic() + 60, ""
+        end, text = time.monotonic() + 120, ""
         while time.monotonic() < end and _metric(text, "inspector_remote_infer_seconds_count") < 3:
             text = wait_http(url).decode()
             time.sleep(0.3)
@@ -47,9 +48,13 @@ def test_daemon_identity_through_triton_then_server_killed(triton_install, trito
             time.sleep(0.3)
         assert _metric(text, "inspector_remote_infer_failures_total", '{reason="unavailable"}') >= 2
         assert _metric(text, "inspector_remote_up", '{inspection="excipient_identity"}') == 0
+        proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
         server.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, out
     assert "Traceback" not in out
     decisions = [d for f in audit_frames(tmp_path / "state") if f["outcome"] == "inspected" for d in f["decisions"]]

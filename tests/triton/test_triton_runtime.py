@@ -149,7 +149,8 @@ def own_server(triton_install, triton_repo, tmp_path):
 
 
 def test_server_down_error_verdict_metric_then_reconnect(models_dir, own_server, frames, tmp_path):
-    insp = _make(models_dir, tmp_path, url=own_server.grpc_url, timeout_ms=5000, reconnect_s=0.5)
+    # generous timeout: a loaded CI machine must not turn "down" into "slow"
+    insp = _make(models_dir, tmp_path, url=own_server.grpc_url, timeout_ms=30_000, reconnect_s=5.0)
     assert insp.inspect(frames[0]).detail["remote"]["healthy"]
     ports = (own_server.grpc_port, own_server.http_port, own_server.metrics_port)
     own_server.stop(signal.SIGKILL)  # the real server dies
@@ -158,10 +159,9 @@ def test_server_down_error_verdict_metric_then_reconnect(models_dir, own_server,
     assert r.verdict == "error" and r.detail["reason"] == "remote_unavailable", r.detail
     assert "triton" in r.detail["error"] and r.detail["remote"]["healthy"] is False
     m.observe_remote("excipient_identity", r.detail["remote"])
-    t0 = time.monotonic()
     r2 = insp.inspect(frames[2])  # within reconnect_s: fails fast, no new connection attempt
     assert r2.verdict == "error" and r2.detail["reason"] == "remote_unavailable"
-    assert time.monotonic() - t0 < 0.5
+    assert "next reconnection in" in r2.detail["error"], r2.detail
     m.observe_remote("excipient_identity", r2.detail["remote"])
     assert m.registry.get_sample_value("inspector_remote_infer_failures_total", {"reason": "unavailable"}) == 2
     assert m.registry.get_sample_value("inspector_remote_up", {"inspection": "excipient_identity"}) == 0
@@ -170,7 +170,7 @@ def test_server_down_error_verdict_metric_then_reconnect(models_dir, own_server,
     server = TritonServer(own_server.install, own_server.model_repository, ports=ports,
                           log_path=tmp_path / "triton2.log").start()
     try:
-        time.sleep(0.6)
+        time.sleep(max(0.0, insp._current.ort.remote._retry_at - time.monotonic()) + 0.05)
         r3 = insp.inspect(frames[3])
         assert r3.verdict in ("pass", "reject") and r3.detail["remote"]["healthy"], r3.detail
         m.observe_remote("excipient_identity", r3.detail["remote"])
@@ -184,7 +184,7 @@ def test_unreachable_at_start_then_served(models_dir, triton_install, triton_rep
     from inspector.offline.triton.server import free_port
 
     ports = (free_port(), free_port(), free_port())
-    insp = _make(models_dir, tmp_path, url=f"127.0.0.1:{ports[0]}", timeout_ms=5000, reconnect_s=0.1)
+    insp = _make(models_dir, tmp_path, url=f"127.0.0.1:{ports[0]}", timeout_ms=30_000, reconnect_s=0.1)
     assert insp.model_info().to_dict()["served_by"]["version"] is None  # nothing verified yet
     r = insp.inspect(frames[0])
     assert r.verdict == "error" and r.detail["reason"] == "remote_unavailable"
