@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (pip install -e '.[test]')")
-
-from inspector.modelrepo import Manifest, ModelDir, load_model_dir, resolve, write_model_dir  # noqa: E402
-from inspector.offline.triton.export import ExportOptions, write_repository  # noqa: E402
-from inspector.offline.triton.server import INSTALL_HINT, TritonInstall, TritonServer, find_install  # noqa: E402
+from inspector.modelrepo import Manifest, ModelDir, load_model_dir, resolve, write_model_dir
+from inspector.offline.triton.export import ExportOptions, write_repository
+from inspector.offline.triton.server import INSTALL_HINT, TritonInstall, TritonServer, find_install
 
 MODEL = "excipient-identity-default"
 OTHER = "identity-other"  # a different artifact, served under another name (sha256 refusal)
@@ -62,6 +60,7 @@ def triton_install() -> TritonInstall:
 
 @pytest.fixture(scope="session")
 def triton_repo(tmp_path_factory: pytest.TempPathFactory, model_dir: ModelDir) -> Path:
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (pip install -e '.[test]')")
     root = tmp_path_factory.mktemp("triton-repo")
     opts = ExportOptions(backend="python", instance_kind="cpu", max_batch_size=MAX_BATCH, queue_delay_us=500)
     write_repository(model_dir, root, opts)
