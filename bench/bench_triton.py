@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -221,6 +222,7 @@ def main() -> int:
     ap.add_argument("--export-repo", type=Path, help="where --accelerator tensorrt writes the repository")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench-triton", help="CSV + Markdown report folder")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the finally blocks stop the server
     if args.accelerator == "tensorrt" and not (args.server_url and args.export_repo):
         ap.error("--accelerator tensorrt needs a GPU host's Triton (--server-url) and --export-repo; "
                  "the bundled CPU server has no GPU and no onnxruntime backend")
