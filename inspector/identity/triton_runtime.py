@@ -52,6 +52,15 @@ class RemoteInferenceError(InspectorError):
         self.reason = reason
 
 
+class ServedModelRefused(ModelIntegrityError):
+    """The server answers, but not with the model the manifest verified (``reason``: sha256_mismatch, or
+    bad_response for a configuration without the outputs or batching the runtime needs)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TritonSettings(BaseModel):
     """The ``triton:`` block of the identity inspection's params."""
 
@@ -138,14 +147,15 @@ class TritonModel:
             raise RemoteInferenceError(f"triton {s.url}: {_one_line(e)}", _reason(e)) from None
         got = cfg.parameters[SHA_PARAM].string_value if SHA_PARAM in cfg.parameters else ""
         if got != self.sha256:
-            raise ModelIntegrityError(
+            raise ServedModelRefused(
                 f"triton {s.url} serves {name}/{served} with sha256 {got[:12] or '(none)'}…, manifest of "
-                f"{self.manifest.name}/{self.manifest.version} says {self.sha256[:12]}… — refusing it")
+                f"{self.manifest.name}/{self.manifest.version} says {self.sha256[:12]}… — refusing it", "sha256_mismatch")
         outputs = {o.name for o in cfg.output}
         missing = [o for o in OUTPUTS if o not in outputs]
         if missing or cfg.max_batch_size < 1:
-            raise ModelIntegrityError(f"triton model {name}/{served} lacks outputs {missing} or batching "
-                                      f"(max_batch_size {cfg.max_batch_size}); re-export it with inspector export triton")
+            raise ServedModelRefused(f"triton model {name}/{served} lacks outputs {missing} or batching "
+                                     f"(max_batch_size {cfg.max_batch_size}); re-export it with inspector export triton",
+                                     "bad_response")
         self.max_batch_size = int(cfg.max_batch_size)
         self.served_version = served
         self.healthy, self.last_reason = True, None
@@ -186,9 +196,9 @@ class TritonModel:
                                        self.last_reason or "unavailable")
         try:
             self._connect()
-        except ModelIntegrityError as e:
+        except ServedModelRefused as e:
             log.error("%s", e)
-            raise self._fail(RemoteInferenceError(str(e), "sha256_mismatch")) from None
+            raise self._fail(RemoteInferenceError(str(e), e.reason)) from None
         except RemoteInferenceError as e:
             raise self._fail(e) from None
         log.info("triton %s reachable again", self.settings.url)

@@ -70,6 +70,17 @@ def triton_repo(tmp_path_factory: pytest.TempPathFactory, model_dir: ModelDir) -
 
 
 @pytest.fixture(scope="session")
+def swapped_repo(tmp_path_factory: pytest.TempPathFactory, model_dir: ModelDir) -> Path:
+    """A repository serving a different artifact under the default model's name (a swapped server)."""
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (pip install -e '.[test]')")
+    root = tmp_path_factory.mktemp("swapped-repo")
+    other = other_model(model_dir, tmp_path_factory.mktemp("swapped") / "1")
+    write_repository(load_model_dir(other.path), root, ExportOptions(
+        backend="python", name=MODEL, instance_kind="cpu", max_batch_size=MAX_BATCH))
+    return root
+
+
+@pytest.fixture(scope="session")
 def triton_server(triton_install: TritonInstall, triton_repo: Path,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     log = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"

@@ -180,6 +180,24 @@ def test_server_down_error_verdict_metric_then_reconnect(models_dir, own_server,
         server.stop()
 
 
+def test_server_swapped_for_another_artifact_is_refused_after_reconnect(models_dir, own_server, swapped_repo,
+                                                                      frames, tmp_path):
+    insp = _make(models_dir, tmp_path, url=own_server.grpc_url, timeout_ms=30_000, reconnect_s=0.1)
+    assert insp.inspect(frames[0]).verdict in ("pass", "reject")
+    ports = (own_server.grpc_port, own_server.http_port, own_server.metrics_port)
+    own_server.stop(signal.SIGKILL)
+    assert insp.inspect(frames[1]).detail["reason"] == "remote_unavailable"
+    # back on the same address, but serving another file under the same model name
+    with TritonServer(own_server.install, swapped_repo, ports=ports, log_path=tmp_path / "swapped.log"):
+        time.sleep(0.2)
+        for f in frames[2:]:  # refused on every reconnection attempt: nothing is inferred there
+            r = insp.inspect(f)
+            assert r.verdict == "error" and r.detail["reason"] == "remote_sha256_mismatch", r.detail
+            assert "refusing it" in r.detail["error"] or "next reconnection" in r.detail["error"]
+            time.sleep(0.15)
+    insp.close()
+
+
 def test_unreachable_at_start_then_served(models_dir, triton_install, triton_repo, frames, tmp_path):
     from inspector.offline.triton.server import free_port
 
