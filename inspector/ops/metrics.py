@@ -70,6 +70,13 @@ class Metrics:
         self.ready = Gauge("inspector_ready", "1 when camera, workers and models are ready", registry=r)
         self.paused = Gauge("inspector_paused", "1 while acquisition is paused by the control channel",
                             registry=r)
+        self._models: dict[str, tuple[str, str, str]] = {}
+        for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
+            self.stage_seconds.labels(stage=s)
+        for reason in ("queue_full", "shutdown"):
+            self.frames_dropped.labels(reason=reason)
+        for reason in ("worker_died", "acquisition_died", "malformed_frame", "shutdown"):
+            self.frames_lost.labels(reason=reason)
         # remote inference (Triton): observed from each result's detail["remote"] (observe_remote)
         self.remote_infer_seconds = Histogram(
             "inspector_remote_infer_seconds", "Remote (Triton) inference round trip per frame, all chunks",
@@ -84,13 +91,6 @@ class Metrics:
             "(or a local fallback is configured), 0 while frames cannot be inferred", ["inspection"], registry=r)
         for reason in REMOTE_FAILURE_REASONS:
             self.remote_failures.labels(reason=reason)
-        self._models: dict[str, tuple[str, str, str]] = {}
-        for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
-            self.stage_seconds.labels(stage=s)
-        for reason in ("queue_full", "shutdown"):
-            self.frames_dropped.labels(reason=reason)
-        for reason in ("worker_died", "acquisition_died", "malformed_frame", "shutdown"):
-            self.frames_lost.labels(reason=reason)
 
     def declare_camera(self, camera: str) -> None:
         """Create the acquired-frames series at 0 before the first frame, like the drop series, so
