@@ -18,12 +18,12 @@ from inspector.errors import InspectorError
 PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
     "inspector.synth.cli",       # synth sem|tablets|sheet
+    "inspector.offline.triton.cli",  # export triton
     "inspector.texture.cli",     # features, train texture, evaluate texture
     "inspector.identity.cli",    # train identity, evaluate identity
     "inspector.identity.cli_serving",  # export identity, quantize identity, train identity-default
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
-    "inspector.offline.triton.cli",  # export triton
 ]
 
 
