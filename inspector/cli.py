@@ -17,8 +17,8 @@ from inspector.errors import InspectorError
 
 PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
-    "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.offline.triton.cli",  # export triton
+    "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.texture.cli",     # features, train texture, evaluate texture
     "inspector.identity.cli",    # train identity, evaluate identity
     "inspector.identity.cli_serving",  # export identity, quantize identity, train identity-default
