@@ -17,6 +17,7 @@ from inspector.errors import InspectorError
 
 PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
+    "inspector.offline.triton.cli",  # export triton
     "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.offline.texture.cli",   # features, train texture, evaluate texture
     "inspector.offline.identity.cli",    # train identity, evaluate identity

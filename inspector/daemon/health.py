@@ -101,6 +101,10 @@ def readiness_reasons(sup: Supervisor) -> list[str]:
     missing = [n for n in sup._model_inspections if n not in sup.state.models]
     if missing:
         reasons.append(f"no model loaded for {', '.join(missing)}")
+    if sup.outcomes is not None:
+        down = [i for i, ok in sup.outcomes.remote_health.items() if not ok]
+        if down:
+            reasons.append(f"inference server unavailable for {', '.join(sorted(down))} (no local fallback)")
     stall = sup.health.stall_reason()
     if stall:
         reasons.append(stall)

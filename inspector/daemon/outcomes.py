@@ -36,6 +36,8 @@ class Outcomes:
         self._finished_out: dict[int, Result | None] = {}  # ended, waiting for earlier ids
         self._unreleased: list[tuple[int, Result | None]] = []  # ended, audit record not yet durable
         self.next_out = 0
+        #: inspection -> can it infer (its inference server answers, or a local fallback is configured)
+        self.remote_health: dict[str, bool] = {}
         self.last_inspected = time.monotonic()
 
     # ------------------------------------------------------------------ endings
@@ -121,6 +123,9 @@ class Outcomes:
             for stage, secs in d.stages.items():
                 if stage in ("preprocess", "infer", "gradcam"):
                     m.stage_seconds.labels(stage=stage).observe(float(secs))
+            if isinstance(remote := d.detail.get("remote"), dict):  # Triton round trip / failure
+                m.observe_remote(d.inspection, remote)
+                self.remote_health[d.inspection] = bool(remote.get("healthy") or remote.get("fallback") == "local")
         m.frame_latency.observe(max(0.0, time.time() - meta.acquired_at))
         for listener in self.listeners:
             try:
