@@ -84,7 +84,8 @@ class TabletDefect(Inspection):
         model = self._model
         t0 = time.perf_counter()
         try:
-            names, values = describe(frame.gray(), levels=model.levels, roi=self.roi, max_side=self.max_side)
+            names, values = describe(frame.gray(), levels=model.levels, roi=self.roi, max_side=self.max_side,
+                                     families=model.families)
         except BadFrameError as e:
             return InspectionResult(
                 verdict="error",
@@ -92,14 +93,14 @@ class TabletDefect(Inspection):
                 detail={"reason": str(e), "kind": e.kind},
             )
         t1 = time.perf_counter()
-        p = model.p_defect(names, values)
+        pred = model.predict(names, values, self.params.threshold)
         top = self._top_features(names, values)
         t2 = time.perf_counter()
         return InspectionResult(
-            verdict="reject" if p >= self.threshold else "pass",
-            scores={"p_defect": round(p, 6)},
+            verdict="reject" if pred.reject else "pass",
+            scores=pred.scores,
             stages={"preprocess": t1 - t0, "infer": t2 - t1},
-            detail={"threshold": self.threshold, "top_features": top},
+            detail={**pred.detail, "mode": model.mode, "top_features": top},
         )
 
     def _top_features(self, names: tuple[str, ...], values: np.ndarray) -> list[list]:
