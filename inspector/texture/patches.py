@@ -3,7 +3,7 @@
 A chip or a thin crack changes a few per cent of a whole tablet's pixels, which whole-tablet
 statistics average away; the same defect fills a good part of one patch. So the tablet is found
 (Otsu on a ≤ 256-pixel thumbnail → largest contour → convex hull, so a chip bitten out of the rim
-is still *inside* the tablet), its bounding square is cut into ``tiles × tiles`` patches and every
+is still *inside* the tablet; the hull is shrunk by 2 % of the radius to keep the dark background out), its bounding square is cut into ``tiles × tiles`` patches and every
 patch that lies mostly on the tablet gets :data:`PATCH_FEATURES`:
 
 * grey statistics relative to the tablet's median grey (gain-invariant): mean, sd, the shares of
@@ -73,9 +73,21 @@ def find_tablet(gray: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     return hull, float(cx), float(cy), float(r)
 
 
-def _block_sum(a: np.ndarray, s: int) -> np.ndarray:
-    n, m = a.shape[0] // s, a.shape[1] // s
-    return a[: n * s, : m * s].reshape(n, s, m, s).sum(axis=(1, 3), dtype=np.float64)
+def _block_sum(a: np.ndarray, tiles: int) -> np.ndarray:
+    """(tiles, tiles) sums over the equal square blocks of a square map (OpenCV area resize × block area)."""
+    import cv2
+
+    side = a.shape[0]
+    src = a if a.dtype == np.float32 else a.astype(np.float32)
+    return cv2.resize(src, (tiles, tiles), interpolation=cv2.INTER_AREA).astype(np.float64) * (side / tiles) ** 2
+
+
+def _masked_median(crop: np.ndarray, inside: np.ndarray) -> float:
+    """Median grey of the tablet from its histogram (exact for integer grey values)."""
+    vals = crop[inside.astype(bool)].astype(np.int64)
+    hist = np.bincount(vals)
+    c = np.cumsum(hist)
+    return float(np.searchsorted(c, (c[-1] + 1) // 2))
 
 
 def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
@@ -95,30 +107,39 @@ def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
     if sx1 <= sx0 or sy1 <= sy0:
         raise BadFrameError("no tablet inside the frame", "no_roi")
     crop[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = gray[sy0:sy1, sx0:sx1]
+    # the hull shrunk towards the centre by the margin (for a near-circular convex outline the same as an
+    # erosion, without a large-kernel pass over the full-resolution square)
+    margin = max(1.0, EDGE_MARGIN * r)
+    shrunk = np.array([cx, cy]) + (hull - (cx, cy)) * (1.0 - margin / r)
     inside = np.zeros((side, side), np.uint8)
-    cv2.fillPoly(inside, [np.round(hull - (x0, y0)).astype(np.int32)], 1)
-    margin = max(1, int(round(EDGE_MARGIN * r)))
-    inside = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+    cv2.fillPoly(inside, [np.round(shrunk - (x0, y0)).astype(np.int32)], 1)
     valid = np.zeros_like(inside)
     valid[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = 1
     inside &= valid
-    T = inside.astype(bool)
-    if T.sum() < 64:
+    n_in = int(cv2.countNonZero(inside))
+    if n_in < 64:
         raise BadFrameError("tablet too small after the edge margin", "too_small")
-    med = float(np.median(crop[T]))
+    med = _masked_median(crop, inside)
     if med <= 0:
         raise BadFrameError("the tablet is black (median grey 0)", "no_texture")
-    n = crop * np.float32(1.0 / med)
+    # per-pixel maps on the raw grey, normalised by the median afterwards (the same as dividing first);
+    # block sums by INTER_AREA resizing (exact box means when the side is tiles × s)
     Tf = inside.astype(np.float32)
-    gx = cv2.Sobel(n, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(n, cv2.CV_32F, 0, 1, ksize=3)
-    grad = cv2.magnitude(gx, gy) * np.float32(r / 300.0)
-    grad[cv2.erode(inside, np.ones((3, 3), np.uint8)) == 0] = 0  # no gradient across the mask border
-    cnt = _block_sum(Tf, s)
-    nT = n * Tf
-    sums = [_block_sum(nT, s), _block_sum(nT * n, s), _block_sum(((n < 0.75) & T).astype(np.float32), s),
-            _block_sum(((n < 0.5) & T).astype(np.float32), s), _block_sum(((n > 1.25) & T).astype(np.float32), s),
-            _block_sum(grad, s)]
+    cT = cv2.multiply(crop, Tf)
+    gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
+    grad = cv2.magnitude(gx, gy)
+    grad = cv2.multiply(grad, Tf, scale=r / 300.0 / med)  # the mask border lies on the tablet: no edge there
+    inside255 = inside * np.uint8(255)
+
+    def share(cmp: int, level: float) -> np.ndarray:
+        hit = cv2.bitwise_and(cv2.compare(crop, level, cmp), inside255)
+        return _block_sum(hit, tiles) / 255.0
+
+    cnt = _block_sum(Tf, tiles)
+    sums = [_block_sum(cT, tiles) / med, _block_sum(cv2.multiply(cT, crop), tiles) / (med * med),
+            share(cv2.CMP_LT, 0.75 * med), share(cv2.CMP_LT, 0.5 * med), share(cv2.CMP_GT, 1.25 * med),
+            _block_sum(grad, tiles)]
     keep = cnt >= MIN_INSIDE * s * s
     if not keep.any():
         raise BadFrameError("no patch lies mostly on the tablet", "too_small")

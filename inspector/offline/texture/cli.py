@@ -44,9 +44,10 @@ def _data_args(p: argparse.ArgumentParser, *, roi_default: str) -> None:
                    help="use a seeded random sample of N images per class (quick runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the ANN (default 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
-    p.add_argument("--task", choices=("binary", "multiclass", "oneclass"), default="binary",
+    p.add_argument("--task", choices=("binary", "multiclass", "oneclass", "patches"), default="binary",
                    help="binary: defect folders vs the good folder (default); multiclass: defect typing, every "
-                        "folder a class; oneclass: learn the good folder only, defects are novelties")
+                        "folder a class; oneclass: learn the good folder only, defects are novelties; patches: "
+                        "one-class novelty of the worst tablet-surface patch (the default tablet model)")
     p.add_argument("--features", default="mazda", metavar="mazda,lbp",
                    help="feature families: mazda (the 281 seed features), lbp (rotation-invariant uniform LBP "
                         "histograms, 3 radii) (default mazda)")
@@ -77,6 +78,8 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
                     help="oneclass: novelty detectors to compare (default all four)")
     ev.add_argument("--frr", type=float, default=0.05, help="oneclass: false-reject rate of the operating point "
                     "on held-out good images (default 0.05)")
+    ev.add_argument("--model", type=Path, default=None, metavar="MODEL_DIR",
+                    help="patches: the trained patch model to evaluate on DATA_DIR (a synthetic tablet set)")
     ev.add_argument("--cache", type=Path, default=None, metavar="CSV",
                     help="feature cache file (default REPORT/features.csv)")
     ev.set_defaults(func=run_evaluate)
@@ -96,7 +99,8 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     tr.add_argument("--classifier", default="svm", choices=("svm", "knn", "nb", "ann", "svmt", "rbf"),
                     help="svmt/rbf: linear/RBF SVM tuned by inner CV (default svm)")
     tr.add_argument("--detector", default="mcd", choices=("mcd", "gaussian", "ocsvm", "iforest"),
-                    help="oneclass: novelty detector (default mcd, robust Mahalanobis)")
+                    help="oneclass/patches: novelty detector (default mcd, robust Mahalanobis; patches: mcd or gaussian)")
+    tr.add_argument("--tiles", type=int, default=8, help="patches: grid cells across the tablet (default 8)")
     tr.add_argument("--frr", type=float, default=0.05,
                     help="oneclass: false-reject rate on held-out good images that sets the threshold (default 0.05)")
     tr.add_argument("--threshold", type=float, default=0.5, help="reject when P(defect) >= this (default 0.5)")
@@ -125,7 +129,7 @@ def _scan(args: argparse.Namespace, *, require_negative: bool = True):
     return scan_image_folder(args.data_dir, negative=args.negative, positives=_csv(args.positive),
                              max_per_class=args.max_images_per_class, seed=args.seed,
                              require_negative=require_negative,
-                             min_classes=1 if getattr(args, "task", "binary") == "oneclass" else 2)
+                             min_classes=1 if getattr(args, "task", "binary") in ("oneclass", "patches") else 2)
 
 
 def _families(args: argparse.Namespace) -> tuple[str, ...]:

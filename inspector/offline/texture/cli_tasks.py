@@ -39,6 +39,8 @@ def _scan_task(args: argparse.Namespace):
 
 
 def evaluate_task(args: argparse.Namespace) -> int:
+    if args.task == "patches":
+        return _evaluate_patches(args)
     if args.repeats < 1:
         raise ConfigError("--repeats must be at least 1")
     folder = _scan_task(args)
@@ -95,12 +97,67 @@ def evaluate_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_patches(args: argparse.Namespace) -> int:
+    from inspector.offline.texture.patches import evaluate_patch_model, patch_report
+    from inspector.texture.model import load_model
+
+    if args.model is None:
+        raise ConfigError("--task patches needs --model MODEL_DIR (a patch model to evaluate)")
+    model = load_model(args.model)
+    if getattr(model, "mode", None) != "patches":
+        raise ConfigError(f"{args.model} is not a patch model")
+    folder = _scan(args)
+    res = evaluate_patch_model(model, folder, progress=args.progress)
+    m = model.manifest
+    path = patch_report(res, args.report, title=f"Patch model {m.name}/{m.version} on {args.data_dir.resolve().name}")
+    print(f"specificity {100 * res['specificity']:.1f} % on {res['n_good']} good; sensitivity "
+          f"{100 * res['sensitivity_sev2plus']:.1f} % on {res['n_sev2plus']} defects of severity >= 2 "
+          f"({100 * res['sensitivity_all']:.1f} % on all {res['n_defects']})")
+    print(f"report: {path}")
+    return 0
+
+
+def _train_patches(args: argparse.Namespace) -> int:
+    from inspector.offline.texture.patches import fit_patch_model, save_patch_model
+
+    if not 2 <= args.tiles <= 32:
+        raise ConfigError("--tiles must be between 2 and 32")
+    if args.detector not in ("mcd", "gaussian"):
+        raise ConfigError("--task patches supports --detector mcd or gaussian")
+    folder = _scan(args)
+    fitted = fit_patch_model(folder, tiles=args.tiles, frr=args.frr, detector=args.detector, seed=args.seed,
+                             max_side=args.max_side, progress=args.progress)
+    argv = ["train", "texture", str(args.data_dir), "--task", "patches", "--out", str(args.out), "--tiles",
+            str(args.tiles), "--detector", args.detector, "--frr", str(args.frr), "--seed", str(args.seed)]
+    for flag, val in (("--name", args.name), ("--version", args.version), ("--max-side", args.max_side)):
+        if val is not None:
+            argv += [flag, str(val)]
+    from inspector.offline.texture.dataset import data_sha256, _sha256
+
+    md = save_patch_model(
+        args.out, fitted, name=args.name or args.out.resolve().parent.name, version=args.version or args.out.name,
+        tiles=args.tiles, detector=args.detector, max_side=args.max_side, force=args.force,
+        training={"command": shlex.join(["inspector", *argv]), "data_dir": str(args.data_dir),
+                  "data_sha256": data_sha256([_sha256(p) for p in folder.classes[folder.negative]]),
+                  "good_class": folder.negative, "seed": args.seed},
+        metrics={"protocol": "one-class: fit on 2/3 of the good tablets, thresholds on the other 1/3",
+                 "calibration_false_reject_rate": float((fitted["calibration"] >= fitted["thresholds"]["novelty"]).mean())},
+    )
+    m = md.manifest
+    print(f"patch model {m.name}/{m.version} written to {md.path}: {fitted['counts']['fit']} good tablets "
+          f"({fitted['counts']['fit_patches']} patches) fit, {fitted['counts']['calibration']} calibrate; novelty "
+          f"threshold {fitted['thresholds']['novelty']:.3f}; sha256 {m.sha256[:12]}…")
+    return 0
+
+
 def train_task(args: argparse.Namespace) -> int:
     from inspector.offline.texture.train import save_model
 
     out = args.out
     if (out / "manifest.json").exists() and not args.force:
         raise InspectorError(f"{out} already holds a model (manifest.json); pass --force to replace it")
+    if args.task == "patches":
+        return _train_patches(args)
     folder = _scan_task(args)
     table = _table(args, folder, args.cache)
     if args.task == "multiclass":
