@@ -2,6 +2,8 @@
 
     inspector train identity DATA_DIR --backbone resnet50 --weights imagenet|PATH|none \\
         --out models/<name>/<version> [--lr 1e-2 --batch 16 | --grid] [--epochs 100 --patience 10]
+    inspector train identity DATA_DIR --backbone efficientnet_lite0 --weights imagenet --out … \\
+        [--train-layers head|last_block] [--cache DIR]      (cached frozen-backbone features: minutes on a CPU)
     inspector evaluate identity DATA_DIR --folds 5 --report OUT_DIR [--backbone …] [--grid] [--epochs …]
 
 DATA_DIR holds one sub-folder of full SEM frames per class.
@@ -60,9 +62,15 @@ def _common(p: argparse.ArgumentParser, backbone_default: str) -> None:
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
     p.add_argument("--hidden", type=int, default=256, help="units of the head's dense layer (default 256)")
     p.add_argument("--dropout", type=float, default=0.5, help="head dropout (default 0.5)")
-    p.add_argument("--train-layers", choices=("auto", "last_block", "all"), default="auto",
-                   help="layers to train: last conv block + head (paper), all, or auto = last_block with "
-                        "pretrained weights and all when training from scratch (default)")
+    p.add_argument("--train-layers", choices=("auto", "head", "last_block", "all"), default="auto",
+                   help="layers to train: head only (backbone frozen), last conv block + head (paper), all, or "
+                        "auto = last_block with pretrained weights and all when training from scratch (default)")
+    p.add_argument("--features", choices=("auto", "cached", "end_to_end"), default="auto",
+                   help="auto (default): with a pretrained efficientnet_lite0 and --train-layers head|last_block, "
+                        "compute the frozen backbone's tile features once, cache them on disk and train on them "
+                        "(minutes on a CPU); cached: require that; end_to_end: run the whole network every epoch")
+    p.add_argument("--cache", metavar="DIR", default=None,
+                   help="feature cache folder (default $INSPECTOR_CACHE/embeddings or ~/.cache/inspector/embeddings)")
     p.add_argument("--augment", action="store_true", help="random flips and quarter turns (not in the paper)")
     p.add_argument("--seed", type=int, default=0, help="random seed of splits and initialisation")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
@@ -108,21 +116,23 @@ def _config(args: argparse.Namespace) -> Any:
         raise InspectorError(f"--weights: {weights} is neither 'imagenet', 'none' nor an existing file")
     cfg = TrainConfig(backbone=args.backbone, weights=weights, lr=args.lr, batch=args.batch, epochs=args.epochs,
                       patience=args.patience, hidden=args.hidden, dropout=args.dropout,
-                      train_layers=args.train_layers, augment=args.augment, seed=args.seed, threads=args.threads)
+                      train_layers=args.train_layers, augment=args.augment, seed=args.seed, threads=args.threads,
+                      features=args.features, cache_dir=args.cache)
     cfg.check()
     return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from inspector.offline.identity.train import train_identity
+    from inspector.offline.identity.final import train_identity
 
     out = train_identity(args.data_dir, args.out, cfg, name=args.name, version=args.version, grid=args.grid,
                          lrs=args.lrs, batches=args.batches, val_fraction=args.val_fraction, split_seed=args.seed,
                          report_dir=args.report, keras_path=args.keras, command=_command_line(),
                          progress=not args.no_progress)
     m = out.model_dir.manifest
-    print(f"trained {cfg.backbone} ({out.config['weights']}): lr {out.fit.lr:g}, batch {out.fit.batch}, "
+    print(f"trained {cfg.backbone} ({out.config['weights']}; {out.config['train_layers']}, "
+          f"{out.config['features']} features): lr {out.fit.lr:g}, batch {out.fit.batch}, "
           f"best epoch {out.fit.best_epoch}/{out.fit.epochs_run}, validation tile accuracy "
           f"{out.val_metrics['accuracy']:.3f}")
     print(f"exported {m.name}/{m.version} to {out.model_dir.path} (sha256 {m.sha256[:12]}…)")
