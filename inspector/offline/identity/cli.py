@@ -101,6 +101,27 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     e.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM figures")
     e.set_defaults(func=cmd_evaluate)
 
+    b = groups["evaluate"].add_parser(
+        "identity-groups", help="identity CNNs on real images: grouped (product/session) vs random CV, with a report",
+        description="Cross-validate pretrained EfficientNet-Lite0 (frozen / last block fine-tuned) and the tiny "
+                    "CNN from scratch on DATA/<class>/<file>, grouping frames by file-name prefix "
+                    "(see inspector/offline/identity/benchmark.py). Writes summary.md/json and one report per run.")
+    b.add_argument("data_dir", metavar="DATA_DIR")
+    b.add_argument("--report", required=True, metavar="OUT_DIR")
+    b.add_argument("--models", default="lite0_frozen,lite0_finetune,tiny",
+                   help="comma-separated: lite0_frozen, lite0_finetune, tiny")
+    b.add_argument("--protocols", default="grouped,random", help="comma-separated: grouped, random")
+    b.add_argument("--folds", type=int, default=3)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--tiny-repeats", type=int, default=None, help="repeats for the (slow) tiny CNN (default --repeats)")
+    b.add_argument("--epochs", type=int, default=30)
+    b.add_argument("--patience", type=int, default=8)
+    b.add_argument("--limit-per-class", type=int, default=0, help="use only the first N frames of each class (smoke runs)")
+    b.add_argument("--cache", metavar="DIR", default=None)
+    b.add_argument("--no-gradcam", action="store_true")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=cmd_groups)
+
 
 def _command_line() -> str:
     return "inspector " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -156,4 +177,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{s['tiles']['mean_accuracy']:.3f} ± {s['tiles']['std_accuracy']:.3f}, mean F "
           f"{s['tiles']['mean_f1']:.3f}, frame accuracy {s['frames']['mean_accuracy']:.3f}")
     print(f"report: {files['report']}")
+    return 0
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from inspector.offline.identity.benchmark import MODELS, run_benchmark
+    from inspector.offline.identity.data import load_dataset, subset_per_class
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    bad = [m for m in models if m not in MODELS] + [p for p in protocols if p not in ("grouped", "random")]
+    if bad or not models or not protocols:
+        raise InspectorError(f"unknown model/protocol {bad} (models: {', '.join(MODELS)}; protocols: grouped, random)")
+    data = load_dataset(args.data_dir, progress=not args.no_progress)
+    if args.limit_per_class:
+        data = subset_per_class(data, args.limit_per_class)
+    s = run_benchmark(data, args.report, models=models, protocols=protocols, folds=args.folds, repeats=args.repeats,
+                      epochs=args.epochs, patience=args.patience, cache_dir=args.cache,
+                      repeats_for={"tiny": args.tiny_repeats} if args.tiny_repeats else None,
+                      gradcam=not args.no_gradcam, command=_command_line(), progress=not args.no_progress)
+    for key, r in s["results"].items():
+        f = r["frame_macro_f1"]
+        print(f"{key}: frame macro-F1 {f['mean']:.3f} ± {f['sd']:.3f} over {f['n']} folds")
+    print(f"report: {args.report}/summary.md")
     return 0
