@@ -59,6 +59,9 @@ class InspectionResult:
             return "+".join(str(x) for x in r) or None
         if r:
             return str(r)
+        legacy = self.detail.get("reason")  # an inspection that wrote its code into detail
+        if isinstance(legacy, str) and legacy:
+            return legacy
         if self.verdict != "pass":  # every reject and error says why
             return "unspecified"
         return None

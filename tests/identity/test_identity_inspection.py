@@ -88,7 +88,7 @@ def test_mismatch_is_rejected_with_a_gradcam_snapshot(repo, tmp_path):
     first = insp.inspect(_frame(img, 7))
     wrong = next(c for c in classes if c != first.detail["identity"])
     r = insp.inspect(_frame(img, 8, expected_excipient=wrong))
-    assert r.verdict == "reject" and r.detail["reason"] == "identity mismatch"
+    assert r.verdict == "reject" and r.reason_code() == "wrong_material"
     assert r.scores["p_expected"] < r.scores["confidence"]
     (att,) = r.attachments
     assert att.kind == "gradcam" and "gradcam" in r.stages

@@ -97,7 +97,7 @@ def test_bad_frame_gives_an_error_verdict_not_an_exception(trained: tuple[Path, 
     insp = TabletDefect(TabletDefect.Params(model="tex"), _ctx(repo))
     r = insp.inspect(_frame(np.full((64, 64), 77, np.uint8)))
     assert r.verdict == "error" and r.scores == {}
-    assert r.detail["kind"] and r.detail["reason"]
+    assert r.detail["kind"] and r.detail["error"] and r.reason_code() == r.detail["kind"]
 
 
 def test_validate_static_and_tampered_artifact_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
