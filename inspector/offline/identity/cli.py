@@ -118,6 +118,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     b.add_argument("--patience", type=int, default=8)
     b.add_argument("--limit-per-class", type=int, default=0, help="use only the first N frames of each class (smoke runs)")
     b.add_argument("--cache", metavar="DIR", default=None)
+    b.add_argument("--train-tiles-per-frame", type=int, default=0,
+                   help="end-to-end models (tiny) train on at most N random tiles per training frame (CPU budget)")
     b.add_argument("--no-gradcam", action="store_true")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_groups)
@@ -197,7 +199,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
     s = run_benchmark(data, args.report, models=models, protocols=protocols, folds=args.folds, repeats=args.repeats,
                       epochs=args.epochs, patience=args.patience, cache_dir=args.cache,
                       repeats_for={"tiny": args.tiny_repeats} if args.tiny_repeats else None,
-                      gradcam=not args.no_gradcam, command=_command_line(), progress=not args.no_progress)
+                      gradcam=not args.no_gradcam, command=_command_line(), progress=not args.no_progress,
+                      train_tiles_per_frame=args.train_tiles_per_frame)
     for key, r in s["results"].items():
         f = r["frame_macro_f1"]
         print(f"{key}: frame macro-F1 {f['mean']:.3f} ± {f['sd']:.3f} over {f['n']} folds")

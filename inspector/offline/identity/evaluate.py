@@ -109,13 +109,16 @@ class CVResult:
 
 def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid: bool = False,
                    lrs: tuple[float, ...] = PAPER_LRS, batches: tuple[int, ...] = PAPER_BATCHES,
-                   split_seed: int = 0, progress: bool = True, splits: list[Split] | None = None) -> CVResult:
+                   split_seed: int = 0, progress: bool = True, splits: list[Split] | None = None,
+                   train_tiles_per_frame: int = 0) -> CVResult:
     """Run the cross-validation; tiles of a frame are only ever in one of train / val / test.
 
     ``splits``: explicit frame splits (e.g. grouped by product/session); default the paper's stratified
     k-fold by frame (:func:`data.cv_splits`). With cached features (``train.uses_cached_features``) the
     frozen backbone runs once for the whole data set and every fold trains its tail on the cache; test
     probabilities then come from the tail (equal to the full model up to the cache's float16 rounding).
+    ``train_tiles_per_frame``: train end-to-end models on at most that many (seeded random) tiles of each
+    training frame — a CPU-budget reduction, recorded in the result; validation and test use every tile.
     """
     from tqdm import tqdm
 
@@ -139,6 +142,10 @@ def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid:
     first_model = None
     for split in tqdm(splits, desc="cross-validation", unit="fold", disable=not progress):
         tr, va, te = (data.tile_indices(s) for s in (split.train, split.val, split.test))
+        if train_tiles_per_frame and feats is None:
+            rng = np.random.default_rng(cfg.seed + split.fold)
+            tr = np.sort(np.concatenate([rng.permutation(tr[data.frame_ids[tr] == f])[:train_tiles_per_frame]
+                                         for f in np.unique(data.frame_ids[tr])]))
         desc = f"fold {split.fold + 1}/{len(splits)}"
         if feats is not None:
             args = (feats, data.labels, data.frame_ids, tr, va, cfg, data.num_classes)
@@ -171,5 +178,7 @@ def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid:
             first_model = res.model
         else:
             del res
-    return CVResult(classes=list(data.classes), config=config_dict(cfg, weights, wdesc), folds=results,
-                    grid_used=grid, model=first_model)
+    conf = config_dict(cfg, weights, wdesc)
+    if train_tiles_per_frame and feats is None:
+        conf["train_tiles_per_frame"] = train_tiles_per_frame
+    return CVResult(classes=list(data.classes), config=conf, folds=results, grid_used=grid, model=first_model)
