@@ -63,8 +63,9 @@ def in_process(paths: list[Path], repeat: int) -> None:
     imgs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
     fr = [Frame(g, FrameMeta("bench", i, 0.0, W, H, "Mono8")) for i, g in enumerate(imgs)]
     res = {}
+    # max_side 100000: no downscaling for either (v1's manifest would downscale to 512 otherwise)
     for label, params in (("patch model (default, latest)", {}), ("whole-tablet 281 features (v1)", {"version": "1"})):
-        insp = TabletDefect(TabletDefect.Params(max_side=None, **params), ctx)
+        insp = TabletDefect(TabletDefect.Params(max_side=100_000, **params), ctx)
         insp.inspect(fr[0])
         times, verdicts = [], []
         for _ in range(repeat):

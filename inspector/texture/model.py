@@ -57,6 +57,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.decomposition._pca.PCA",
     "sklearn.covariance._robust_covariance.MinCovDet",
     "sklearn.covariance._empirical_covariance.EmpiricalCovariance",
+    "sklearn.covariance._shrunk_covariance.LedoitWolf",
     "sklearn.svm._classes.OneClassSVM",
     "sklearn.ensemble._iforest.IsolationForest",
     "sklearn.tree._classes.ExtraTreeRegressor",

@@ -8,14 +8,18 @@ patch that lies mostly on the tablet gets :data:`PATCH_FEATURES`:
 
 * grey statistics relative to the tablet's median grey (gain-invariant): mean, sd, the shares of
   dark (< 0.75 × median), very dark (< 0.5 ×) and bright (> 1.25 ×) pixels;
-* ``grad``: mean Sobel gradient magnitude of the relative grey, times the tablet radius / 300
-  (the same edge blurred over proportionally more pixels at a higher resolution gives a
-  proportionally smaller gradient);
+* ``grad``: mean Sobel gradient magnitude of the patch over the median of that over the tablet's
+  patches (a crack or a chip edge stands out against the tablet's own texture, whatever the
+  resolution). Before the statistics the tablet square is smoothed by a
+  Gaussian of σ = radius / 290 px (1 px for a whole tablet in a 1024 × 768 frame, 2.5 px at
+  2580 × 1944), so pixel noise and edge widths compare across resolutions while every native pixel
+  is still used;
 * ``radius``: the distance of the patch centre from the tablet centre / tablet radius (rim patches
   see the bevel; the novelty model learns that from good tablets).
 
 The frame also gets :data:`FRAME_FEATURES` (surface-wide changes that patch-relative statistics
 normalise away: median grey, spread of the patch means, the whole tablet's dark/bright shares).
+An absolute gradient level is left out on purpose: it depends on the resolution (texture detail).
 Everything is box sums over the tablet's bounding square with OpenCV/numpy — no per-patch Python
 loop — so a 2580 × 1944 frame costs tens of milliseconds (``bench/bench_texture.py``).
 """
@@ -29,13 +33,19 @@ import numpy as np
 from inspector.errors import BadFrameError
 
 PATCH_FEATURES: tuple[str, ...] = ("mean", "sd", "dark", "very_dark", "bright", "grad", "radius")
-FRAME_FEATURES: tuple[str, ...] = ("median_grey", "patch_mean_sd", "dark", "bright", "grad")
+FRAME_FEATURES: tuple[str, ...] = ("median_grey", "patch_mean_sd", "dark", "bright")
 DEFAULT_TILES = 8
+#: smallest per-feature scale the novelty models may use (their StandardScaler's scale_ is floored to it):
+#: a share that is exactly 0 on almost every good patch would otherwise turn 0.01 % into many sd
+PATCH_MIN_SCALE: tuple[float, ...] = (0.01, 0.005, 0.01, 0.01, 0.01, 0.05, 0.05)
+FRAME_MIN_SCALE: tuple[float, ...] = (0.01, 0.002, 0.005, 0.005)
 #: a patch is scored when at least this share of it lies on the tablet
 MIN_INSIDE = 0.5
 #: the tablet mask is the convex hull shrunk by this share of the radius (keeps the dark background out)
 EDGE_MARGIN = 0.02
 THUMB_SIDE = 256
+#: tablet radius (px) at which σ = 1 px; ≈ the radius of a whole tablet in a 1024 × 768 frame
+REF_RADIUS = 290.0
 
 
 @dataclass
@@ -124,12 +134,15 @@ def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
         raise BadFrameError("the tablet is black (median grey 0)", "no_texture")
     # per-pixel maps on the raw grey, normalised by the median afterwards (the same as dividing first);
     # block sums by INTER_AREA resizing (exact box means when the side is tiles × s)
+    # scale normalisation without discarding pixels: a Gaussian of σ = r / REF_RADIUS px makes the pixel
+    # noise and edge widths of a 2580×1944 frame look like those of the 1024×768 training frames
+    crop = cv2.GaussianBlur(crop, (0, 0), max(0.5, r / REF_RADIUS))
     Tf = inside.astype(np.float32)
     cT = cv2.multiply(crop, Tf)
     gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
     grad = cv2.magnitude(gx, gy)
-    grad = cv2.multiply(grad, Tf, scale=r / 300.0 / med)  # the mask border lies on the tablet: no edge there
+    grad = cv2.multiply(grad, Tf)  # the mask border lies on the tablet: no edge there
     inside255 = inside * np.uint8(255)
 
     def share(cmp: int, level: float) -> np.ndarray:
@@ -149,11 +162,13 @@ def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
     iy, ix = np.nonzero(keep)
     pcx, pcy = x0 + (ix + 0.5) * s, y0 + (iy + 0.5) * s
     radius = np.hypot(pcx - cx, pcy - cy) / r
-    X = np.column_stack([mean, sd, sums[2][keep] / c, sums[3][keep] / c, sums[4][keep] / c, sums[5][keep] / c, radius])
+    g = sums[5][keep] / c
+    g = g / max(float(np.median(g)), 1e-9)  # relative to the tablet's typical patch: resolution-free
+    X = np.column_stack([mean, sd, sums[2][keep] / c, sums[3][keep] / c, sums[4][keep] / c, g, radius])
     boxes = np.column_stack([x0 + ix * s, y0 + iy * s, np.full(len(ix), s), np.full(len(ix), s)]).astype(int)
     tot = float(cnt.sum())
     frame = np.array([med / (65535.0 if gray.dtype == np.uint16 else 255.0), float(mean.std()),
-                      float(sums[2].sum() / tot), float(sums[4].sum() / tot), float(sums[5].sum() / tot)])
+                      float(sums[2].sum() / tot), float(sums[4].sum() / tot)])
     return PatchGrid(X=X, boxes=boxes, frame=frame, center=(cx, cy), radius=r)
 
 

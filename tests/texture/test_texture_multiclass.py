@@ -172,10 +172,10 @@ def test_neu_subset_multiclass_with_lbp(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (DATASETS / "magnetic-tile").is_dir(),
                     reason="magnetic-tile data set absent (../shared/datasets/magnetic-tile)")
 def test_magnetic_tile_subset_oneclass(tmp_path: Path) -> None:
-    """Real tiles: trained on 40 MT_Free images only; each defect folder is an unknown type (masks ignored)."""
+    """Real tiles: 14 MT_Free images (7 fit, 4 calibrate, 3 test); each defect folder is an unknown type (masks ignored)."""
     out = tmp_path / "mt"
     rc = _main("evaluate", "texture", str(DATASETS / "magnetic-tile"), "--task", "oneclass", "--features", "lbp",
-               "--detectors", "gaussian", "--max-images-per-class", "40", "--report", str(out), "--no-progress")
+               "--detectors", "gaussian", "--max-images-per-class", "14", "--report", str(out), "--no-progress")
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["auroc"]["gaussian"]) == {"MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven", "All"}

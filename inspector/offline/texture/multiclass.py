@@ -198,5 +198,5 @@ def run_multiclass(
         feature_sets=list(feature_sets), classifiers=list(classifiers), cells=list(cells.values()),
         selection_counts={fs: dict(c.most_common()) for fs, c in sel.items()}, n_folds=sum(len(p) for p in plans),
         families=list(table.params.get("families", ["mazda"])), skipped=list(table.skipped),
-        extraction=dict(table.params), convergence_warnings=n_warn, seconds=time.perf_counter() - t0, anchor=anchor,
+        extraction={**table.params, "n_features": int(table.X.shape[1])}, convergence_warnings=n_warn, seconds=time.perf_counter() - t0, anchor=anchor,
     )

@@ -23,7 +23,15 @@ from inspector.offline.texture.dataset import ImageFolder, load_gray
 from inspector.offline.texture.oneclass import auroc, split_good
 from inspector.texture.model import CALIBRATION, novelty_scores
 from inspector.texture.patch_model import FRAME_ARTIFACT, PatchModel, combined_scores
-from inspector.texture.patches import DEFAULT_TILES, FRAME_FEATURES, PATCH_FEATURES, PatchGrid, patch_grid
+from inspector.texture.patches import (
+    DEFAULT_TILES,
+    FRAME_FEATURES,
+    FRAME_MIN_SCALE,
+    PATCH_FEATURES,
+    PATCH_MIN_SCALE,
+    PatchGrid,
+    patch_grid,
+)
 
 
 def grids_of(paths: list[Path], *, tiles: int, max_side: int | None, progress: bool) -> list[PatchGrid | None]:
@@ -40,15 +48,20 @@ def grids_of(paths: list[Path], *, tiles: int, max_side: int | None, progress: b
     return out
 
 
-def _detector(name: str, seed: int) -> Any:
-    from sklearn.covariance import EmpiricalCovariance, MinCovDet
+def _detector(name: str, seed: int, X: np.ndarray, min_scale: tuple[float, ...]) -> Any:
+    """``StandardScaler → detector`` fit on X, the scaler's ``scale_`` floored to ``min_scale``."""
+    from sklearn.covariance import LedoitWolf, MinCovDet
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    det = {"mcd": lambda: MinCovDet(random_state=seed), "gaussian": EmpiricalCovariance}.get(name)
+    # "gaussian" shrinks the covariance (Ledoit-Wolf): shares that are 0 on nearly every good patch leave
+    # a near-singular covariance whose inverse would turn a 0.01 % change into a huge distance
+    det = {"mcd": lambda: MinCovDet(random_state=seed), "gaussian": LedoitWolf}.get(name)
     if det is None:
         raise InspectorError(f"the patch model supports the detectors mcd and gaussian, not {name!r}")
-    return Pipeline([("scale", StandardScaler()), ("det", det())])
+    scaler = StandardScaler().fit(X)
+    scaler.scale_ = np.maximum(scaler.scale_, np.asarray(min_scale, float))
+    return Pipeline([("scale", scaler), ("det", det().fit(scaler.transform(X)))])
 
 
 def fit_patch_model(folder: ImageFolder, *, tiles: int = DEFAULT_TILES, frr: float = 0.05, detector: str = "mcd",
@@ -61,8 +74,8 @@ def fit_patch_model(folder: ImageFolder, *, tiles: int = DEFAULT_TILES, frr: flo
     if len(grids) < 12:
         raise InspectorError(f"the patch model needs at least 12 usable good tablets, got {len(grids)}")
     fit, cal, _ = split_good(len(grids), seed, with_test=False)
-    patch_pipe = _detector(detector, seed).fit(np.vstack([grids[i].X for i in fit]))
-    frame_pipe = _detector(detector, seed).fit(np.vstack([grids[i].frame for i in fit]))
+    patch_pipe = _detector(detector, seed, np.vstack([grids[i].X for i in fit]), PATCH_MIN_SCALE)
+    frame_pipe = _detector(detector, seed, np.vstack([grids[i].frame for i in fit]), FRAME_MIN_SCALE)
     worst = np.array([novelty_scores(patch_pipe, grids[i].X).max() for i in cal])
     surf = np.array([novelty_scores(frame_pipe, grids[i].frame[None, :])[0] for i in cal])
     tau_patch = float(np.quantile(worst, 1 - frr / 2, method="higher"))

@@ -31,6 +31,11 @@ _PROTOCOL_TEXT = {
 }
 
 
+def _label(result: MulticlassResult, fs: str) -> str:
+    n = result.extraction.get("n_features")
+    return f"All {n} features" if fs == "all" and n else feature_set_label(fs)
+
+
 def _ms(m: float, s: float, repeats: int) -> str:
     return f"{100 * m:.2f}" if repeats < 2 else f"{100 * m:.2f} ± {100 * s:.2f}"
 
@@ -46,7 +51,7 @@ def summary_table(result: MulticlassResult) -> str:
         for c in clfs:
             cell = result.cell(fs, c)
             vals += [_ms(*cell.stat("accuracy"), result.repeats), _ms(*cell.stat("macro_f1"), result.repeats)]
-        rows.append(f"| {feature_set_label(fs)} | " + " | ".join(vals) + " |")
+        rows.append(f"| {_label(result, fs)} | " + " | ".join(vals) + " |")
     return "\n".join(rows)
 
 
@@ -168,7 +173,7 @@ def _markdown(result: MulticlassResult, best: MultiCell, paths: dict[str, Path])
         "inner 5-fold CV of the training part only.",
         f"- **Run time:** {result.seconds:.0f} s; {result.convergence_warnings} convergence warnings.",
         "",
-        f"**Best:** {feature_set_label(best.feature_set)} + {CLASSIFIER_LABELS[best.classifier]}: accuracy "
+        f"**Best:** {_label(result, best.feature_set)} + {CLASSIFIER_LABELS[best.classifier]}: accuracy "
         f"{_ms(m, s, result.repeats)} %, macro-F1 {_ms(*best.stat('macro_f1'), result.repeats)} %.",
     ]
     if result.anchor:
@@ -178,7 +183,7 @@ def _markdown(result: MulticlassResult, best: MultiCell, paths: dict[str, Path])
     md += ["", "## Accuracy and macro-F1 (%)", "", summary_table(result), "", f"![accuracy]({paths['accuracy'].name})",
            "", f"![confusion matrix of the best cell]({paths['confusion'].name})", ""]
     for k, fs in enumerate(result.feature_sets):
-        md += [f"## Table {k + 1}. {feature_set_label(fs)}: per-class precision / recall / F1 (%)", "",
+        md += [f"## Table {k + 1}. {_label(result, fs)}: per-class precision / recall / F1 (%)", "",
                class_table(result, fs), ""]
     for fs, counts in result.selection_counts.items():
         top = list(counts.items())[:10]
