@@ -199,18 +199,27 @@ class Event:
     def from_wire(cls, parts: Sequence[Any]) -> Event:
         if len(parts) != 1:
             raise WireError(f"event message has {len(parts)} parts, expected 1")
-        head = decode_header(_buf(parts[0]), expect="event")
-        name = head.pop("event", None)
-        head.pop("v", None), head.pop("kind", None)
-        _validate_event(name, head)
-        return cls(name, head)
+        return cls(*_decode_named(_buf(parts[0]), "event", "event", EVENT_SCHEMAS))
 
 
 def _validate_event(name: Any, fields: dict[str, Any]) -> None:
-    schema = EVENT_SCHEMAS.get(name) if isinstance(name, str) else None
+    _validate_named("event", name, fields, EVENT_SCHEMAS)
+
+
+def _validate_named(what: str, name: Any, fields: dict[str, Any], schemas: dict[str, tuple]) -> None:
+    schema = schemas.get(name) if isinstance(name, str) else None
     if schema is None:
-        raise WireError(f"unknown event {name!r}")
-    _check_fields(f"event {name!r}", fields, *schema)
+        raise WireError(f"unknown {what} {name!r}")
+    _check_fields(f"{what} {name!r}", fields, *schema)
+
+
+def _decode_named(data: Any, kind: str, key: str, schemas: dict[str, tuple]) -> tuple[str, dict[str, Any]]:
+    """(name, fields) of an event or command header, checked against its schema."""
+    head = decode_header(data, expect=kind)
+    name = head.pop(key, None)
+    head.pop("v", None), head.pop("kind", None)
+    _validate_named("event" if kind == "event" else "command", name, head, schemas)
+    return name, head
 
 
 def event(name: str, **fields: Any) -> list[bytes]:
@@ -243,18 +252,11 @@ class Command:
 
     @classmethod
     def from_wire(cls, data: bytes | memoryview) -> Command:
-        head = decode_header(data, expect="command")
-        op = head.pop("op", None)
-        head.pop("v", None), head.pop("kind", None)
-        _validate_command(op, head)
-        return cls(op, head)
+        return cls(*_decode_named(data, "command", "op", COMMAND_SCHEMAS))
 
 
 def _validate_command(op: Any, fields: dict[str, Any]) -> None:
-    schema = COMMAND_SCHEMAS.get(op) if isinstance(op, str) else None
-    if schema is None:
-        raise WireError(f"unknown command {op!r}")
-    _check_fields(f"command {op!r}", fields, *schema)
+    _validate_named("command", op, fields, COMMAND_SCHEMAS)
 
 
 # ---------------------------------------------------------------------------------------- credit
