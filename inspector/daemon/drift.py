@@ -58,7 +58,7 @@ class Reference:
             prec = np.asarray(z["drift_precision"], np.float64)
             counts = np.asarray(z["drift_counts"], np.float64)
         return cls(list(md.manifest.classes), means, prec, counts, float(block["threshold"]),
-                   int(block.get("min_frames", 10)))
+                   int(block.get("min_frames", 8)))
 
 
 @dataclass

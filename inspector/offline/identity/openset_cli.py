@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from inspector.identity.openset import AGGREGATIONS, METHODS
-from inspector.offline.identity.cli_export import _group
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy and ONNX Runtime threads fight on small machines
+
+from inspector.identity.openset import AGGREGATIONS, METHODS  # noqa: E402
+from inspector.offline.identity.cli_export import _group  # noqa: E402
 
 
 def _command_line() -> str:

@@ -31,8 +31,8 @@ from inspector.identity.openset import (
 
 log = logging.getLogger("inspector.openset")
 
-DRIFT_LOT_SIZES = (10, 20, 40)
-DRIFT_MIN_FRAMES = 10
+DRIFT_LOT_SIZES = (8, 16, 32)
+DRIFT_MIN_FRAMES = 8
 
 
 @dataclass
