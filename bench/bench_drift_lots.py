@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     same = [r for r in rows if r["same_distribution"]]
     shifted = [r for r in rows if not r["same_distribution"]]
     lines = [f"# Lot drift on synthetic lots — model {md.manifest.name}/{md.manifest.version}", "",
-             f"Threshold {ref.threshold:.3g} (bootstrap 99 % of held-out reference pseudo-lots), lots of "
+             f"Threshold {ref.threshold:.3g} (99 % of same-class permutation pseudo-lots at calibration), lots of "
              f"{args.lot_size} frames.", "",
              f"- same-distribution lots (lot 0, fresh seeds): **{sum(r['alarm'] for r in same)}/{len(same)} false alarms**",
              f"- shifted lots: {sum(r['alarm'] for r in shifted)}/{len(shifted)} alarms"]

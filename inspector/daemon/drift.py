@@ -10,7 +10,7 @@ every frame, the Hotelling-style mean shift
 
 against the expected excipient's reference mean ``m_c`` (from ``n_c`` reference frames; shared
 within-class covariance ``S``),
-compared with the threshold calibrated by bootstrap of held-out reference pseudo-lots (both in the
+compared with the threshold calibrated by permutation of reference pseudo-lots (both in the
 model's ``openset.npz`` / manifest block ``extra.openset.drift``). The alarm needs at least
 ``min_frames`` frames. Metrics ``inspector_lot_drift{lot,excipient}``, ``inspector_lot_frames``
 and ``inspector_lot_drift_threshold`` exist for the current and the previous lot only (bounded

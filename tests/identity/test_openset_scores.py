@@ -12,7 +12,7 @@ from inspector.identity.openset import (
     aggregate_scores, energy_score, knn_score, l2_normalise, mahalanobis_all, mahalanobis_score, msp_score,
 )
 from inspector.offline.identity.openset_fit import (
-    Embeddings, bootstrap_drift_threshold, calibrate, conformal_quantile, drift_statistic, frame_scores,
+    Embeddings, calibrate, conformal_quantile, drift_statistic, frame_scores, permutation_drift_threshold,
 )
 from inspector.offline.identity.openset_eval import auroc, fpr_at_tpr
 
@@ -99,13 +99,15 @@ def test_calibration_separates_a_far_unknown_class_and_keeps_known_rejections_lo
     assert block["drift"]["threshold"] > 0
 
 
-def test_drift_statistic_and_bootstrap_threshold():
+def test_drift_statistic_and_permutation_threshold():
     z = RNG.normal(size=(400, 4))
     prec = np.eye(4)
     assert drift_statistic(z[:10], np.zeros(4), prec) == pytest.approx(10 * np.sum(z[:10].mean(0) ** 2))
     assert drift_statistic(z[:10], np.zeros(4), prec, 10) == pytest.approx(5 * np.sum(z[:10].mean(0) ** 2))
-    thr, by_n = bootstrap_drift_threshold(z, np.zeros(400, int), np.zeros((1, 4)), prec, q=0.99, seed=1)
-    # n * |mean|^2 of standard normals is chi2 with 4 degrees of freedom: 99 % quantile 13.28
-    assert 10.0 < thr < 17.0 and set(by_n) == {"8", "16", "32"}
+    thr, by_n = permutation_drift_threshold(z, np.zeros(400, int), prec, q=0.99, seed=1)
+    # |lot mean - rest mean|^2 / (1/n + 1/n_rest) of standard normals is chi2(4): 99 % quantile 13.28
+    assert 10.0 < thr < 17.0 and set(by_n) == {"8", "16", "24"}
+    # a class with 6 frames only: pseudo-lots of 3
+    assert set(permutation_drift_threshold(z[:6], np.zeros(6, int), prec, q=0.99)[1]) == {"3"}
     shifted = z[:20] + 1.0
     assert drift_statistic(shifted, np.zeros(4), prec) > thr

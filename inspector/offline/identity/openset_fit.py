@@ -6,8 +6,8 @@ serving runtime); per class, a fraction of the frames is held out. The *fit* fra
 embeddings give the class means and the shared covariance (Ledoit-Wolf shrinkage: 1280-d
 embeddings from a few thousand tiles), the kNN bank, the whitened PCA basis of the drift
 reference and its per-class means; the *held-out* known frames give the operating thresholds
-(the ``quantile`` of their frame scores, finite-sample corrected) and the drift threshold (bootstrap
-of pseudo-lots drawn from held-out frames). Writes ``openset.npz`` into the model folder, lists it
+(the ``quantile`` of their frame scores, finite-sample corrected); the drift threshold comes from
+permutations: pseudo-lots of one class's calibration frames against the mean of its other frames. Writes ``openset.npz`` into the model folder, lists it
 with its sha256 in the manifest, and records the ``extra.openset`` block and ``thresholds.ood``.
 """
 
@@ -31,7 +31,7 @@ from inspector.identity.openset import (
 
 log = logging.getLogger("inspector.openset")
 
-DRIFT_LOT_SIZES = (8, 16, 32)
+DRIFT_LOT_SIZES = (8, 16, 24)
 DRIFT_MIN_FRAMES = 8
 
 
@@ -216,21 +216,28 @@ def drift_statistic(z: np.ndarray, mean: np.ndarray, precision: np.ndarray, n_re
     return drift_value(z.sum(0), len(z), mean, precision, n_ref)
 
 
-def bootstrap_drift_threshold(z: np.ndarray, zy: np.ndarray, means: np.ndarray, precision: np.ndarray, *,
-                              q: float, counts: np.ndarray | None = None, sizes: tuple[int, ...] = DRIFT_LOT_SIZES, n_boot: int = 500,
-                              seed: int = 0) -> tuple[float, dict[str, float]]:
-    """Threshold of the drift statistic: the ``q`` quantile over pseudo-lots of ``sizes`` frames drawn
-    with replacement from held-out known frames of one class (every class, every size)."""
+def permutation_drift_threshold(z: np.ndarray, zy: np.ndarray, precision: np.ndarray, *, q: float,
+                                sizes: tuple[int, ...] = DRIFT_LOT_SIZES, n_perm: int = 500,
+                                seed: int = 0) -> tuple[float, dict[str, float]]:
+    """Threshold of the drift statistic under "same distribution": for each class, ``n_perm`` times, a
+    random pseudo-lot of ``n`` of its calibration frames is compared with the mean of the *other*
+    frames (a reference it was not part of, with its own n_ref); the ``q`` quantile over every class
+    and lot size. Sizes that leave fewer than 3 reference frames are skipped for that class (a class with
+    very few frames uses pseudo-lots of half its frames: the report lists the sizes used)."""
+    from inspector.daemon.drift import drift_value
+
     rng = np.random.default_rng(seed)
-    stats: dict[int, list[float]] = {n: [] for n in sizes}
+    stats: dict[int, list[float]] = {}
     for c in np.unique(zy):
-        zc = z[zy == c]
-        for n in sizes:
-            for _ in range(n_boot):
-                n_ref = float(counts[c]) if counts is not None else np.inf
-                stats[n].append(drift_statistic(zc[rng.integers(0, len(zc), n)], means[c], precision, n_ref))
-    allv = np.concatenate([np.array(v) for v in stats.values()])
-    return float(np.quantile(allv, q)), {str(n): float(np.quantile(v, q)) for n, v in stats.items()}
+        zc = np.asarray(z[zy == c], np.float64)
+        for n in [n for n in sizes if n <= len(zc) - 3] or [max(1, len(zc) // 2)]:
+            for _ in range(n_perm):
+                perm = rng.permutation(len(zc))
+                lot, rest = zc[perm[:n]], zc[perm[n:]]
+                stats.setdefault(n, []).append(drift_value(lot.sum(0), n, rest.mean(0), precision, len(rest)))
+    used = dict(sorted(stats.items()))
+    allv = np.concatenate([np.array(v) for v in used.values()])
+    return float(np.quantile(allv, q)), {str(n): float(np.quantile(v, q)) for n, v in used.items()}
 
 
 def calibrate(emb: Embeddings, classes: list[str], *, method: str = "mahalanobis", aggregation: str = "mean",
@@ -259,9 +266,8 @@ def calibrate(emb: Embeddings, classes: list[str], *, method: str = "mahalanobis
     z_all = np.stack([embed(emb.pooled[emb.tile_frame == i], arrays["pca_mean"], arrays["pca_proj"])
                       for i in range(len(emb.frame_labels))])
     zy = class_idx[emb.frame_labels]
-    dthr, dthr_n = bootstrap_drift_threshold(z_all[hold_idx], zy[hold_idx], arrays["drift_means"].astype(np.float64),
-                                             arrays["drift_precision"].astype(np.float64), q=drift_quantile,
-                                             counts=arrays["drift_counts"], seed=seed)
+    dthr, dthr_n = permutation_drift_threshold(z_all, zy, arrays["drift_precision"].astype(np.float64),
+                                               q=drift_quantile, seed=seed)
     arrays["ref_proj"] = z_all.astype(np.float32)
     arrays["ref_labels"] = zy.astype(np.int32)
     block = {
@@ -274,7 +280,8 @@ def calibrate(emb: Embeddings, classes: list[str], *, method: str = "mahalanobis
                   "quantile": drift_quantile, "min_frames": DRIFT_MIN_FRAMES,
                   "statistic": "(lot mean - reference mean)^T S^-1 (lot mean - reference mean) / (1/n + 1/n_ref), "
                                "whitened PCA space of frame-mean embeddings, S = shared within-class covariance",
-                  "bootstrap": f"pseudo-lots of {list(DRIFT_LOT_SIZES)} held-out frames per class, 500 each"},
+                  "null": f"permutation: pseudo-lots of {list(DRIFT_LOT_SIZES)} calibration frames of one class "
+                          "vs the mean of the class's other frames, 500 per class and size"},
     }
     return arrays, block
 
