@@ -106,3 +106,42 @@ def test_frames_without_lot_or_calibration_are_not_tracked(listener, tmp_path):
     h["model"] = {"name": "no-such-model", "version": "1"}
     st = drift.observe(h)
     assert st is not None and st.frames == 1 and st.embedded == 0 and st.drift is None
+
+
+def test_drift_report_reads_the_lot_from_the_audit(calibrated, tmp_path):
+    """Frame records written by the real Recorder carry the embedding; the report plots and tabulates them."""
+    import yaml
+
+    from inspector.frame import FrameMeta
+    from inspector.offline.identity.openset_drift import write_drift_report
+    from inspector.transport.messages import Decision
+
+    repo, _ = calibrated
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "models_dir": str(repo)}))
+    cfg = load_config(cfg_file, check_inspections=False)
+    metrics = Metrics()
+    rec = Recorder(cfg, "run-1", "0" * 64, metrics)
+    ref = Reference.load(repo, MODEL, "1")
+    exc = ref.classes[2]
+    drift = LotDrift(repo, rec, metrics)
+    for i, z in enumerate(_sample(ref, 2, 9, np.random.default_rng(5), shift=0.0)):
+        lot = "L-7" if i < 8 else "L-8"
+        meta = FrameMeta(camera="sem0", frame_id=i, acquired_at=1.0e9 + i, width=1280, height=960,
+                         pixel_format="Mono8", run_id="run-1", context={"lot": lot, "expected_excipient": exc})
+        d = Decision(inspection="excipient_identity", verdict="pass", scores={"ood": 1.0},
+                     detail={"expected": exc, "embedding": [round(float(v), 4) for v in z]},
+                     model={"name": MODEL, "version": "1", "sha256": "x" * 64})
+        rec.inspected(meta, [d])
+        drift([_header(lot, i, z, exc)], [])
+    assert rec.flush()
+    rec.close()
+    files = write_drift_report("L-7", cfg_file, tmp_path / "out")
+    text = files["report"].read_text()
+    assert files["plot"].stat().st_size > 10_000 and files["plot"].read_bytes()[:4] == b"\x89PNG"
+    row = next(line for line in text.splitlines() if line.startswith(f"| {exc} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"{MODEL}/1" and cells[2] == "8" and float(cells[4]) == pytest.approx(ref.threshold, rel=1e-2)
+    assert "closed by lot_change" in text  # the lot_summary record written at the change to L-8
+    with pytest.raises(Exception, match="no identity frame"):
+        write_drift_report("L-unknown", cfg_file, tmp_path / "out")
