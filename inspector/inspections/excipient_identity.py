@@ -3,7 +3,10 @@
 Each frame is cut into its fixed grid of 224×224 tiles (20 for a 1280×960 frame, data bar removed),
 the tiles go through the exported CNN in one ONNX Runtime batch, tile probabilities are aggregated
 into a frame identity with a confidence, and the frame is rejected when the identity differs from
-the expected excipient or the confidence is below ``min_confidence``.
+the expected excipient (``wrong_material``) or the confidence is below ``min_confidence``. A model
+calibrated by ``inspector calibrate openset`` also scores how far the frame is from every known
+class (``ood`` vs ``ood_threshold``, ``inspector.identity.openset``): beyond it the frame is rejected
+as ``unknown_material``; ``detail`` names the nearest class and carries the compact drift embedding.
 
 The expected excipient comes from the frame's context (``expected_excipient``, stamped at
 acquisition from the lot / control channel) and falls back to ``params.expected``. Names match a

@@ -185,8 +185,9 @@ def run_evaluation(args: Any, kw: dict[str, Any], *, command: str = "") -> dict[
             scenarios.append({"name": f"LOCO {Path(d).name}: unknown = {emb.labels[u]}", "kind": "loco",
                               "known_frames": runs[0]["known_frames"], "summary": summarise(runs), "example": runs[0],
                               "frame_accuracy": float(np.mean([r["frame_accuracy"] for r in runs]))})
-        if foreign:
-            runs = [evaluate_once(emb, foreign, kw, r, probe=True, groups=groups_all) for r in reps]
+        others = {n: f for n, f in foreign.items() if Path(n).name != Path(d).name}  # not the set against itself
+        if others:
+            runs = [evaluate_once(emb, others, kw, r, probe=True, groups=groups_all) for r in reps]
             scenarios.append({"name": f"all classes of {Path(d).name} known, foreign sets unknown", "kind": "foreign",
                               "known_frames": runs[0]["known_frames"], "summary": summarise(runs), "example": runs[0],
                               "frame_accuracy": float(np.mean([r["frame_accuracy"] for r in runs]))})
