@@ -85,7 +85,7 @@ def bench_inspection(repeat: int) -> None:
     ctx = InspectionContext(state_dir=Path("/tmp"), models_dir=repo)
     times = {}
     for side in (512, 100_000):
-        insp = TabletDefect(TabletDefect.Params(max_side=side), ctx)
+        insp = TabletDefect(TabletDefect.Params(version="1", max_side=side), ctx)  # the binary whole-tablet model
         insp.inspect(frame)
         times[side] = _best_of(lambda: insp.inspect(frame), repeat)
     print(f"tablet_defect {img.shape[1]}x{img.shape[0]}: full size {times[100_000] * 1e3:.0f} ms, max_side 512 "

@@ -17,6 +17,7 @@ from inspector.errors import InspectorError
 
 PLUGINS = [
     "inspector.daemon.cli",      # run, config check, subscribe, bench transport
+    "inspector.offline.triton.cli",  # export triton
     "inspector.synth.cli",       # synth sem|tablets|sheet
     "inspector.offline.texture.cli",   # features, train texture, evaluate texture
     "inspector.offline.identity.cli",    # train identity, evaluate identity
@@ -24,6 +25,7 @@ PLUGINS = [
     "inspector.offline.identity.openset_cli",  # calibrate openset, evaluate openset, drift report
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
+    "inspector.line.cli",        # line-controller (reference PLC stand-in on the reject channel)
 ]
 
 

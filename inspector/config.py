@@ -105,11 +105,26 @@ class LogConfig(_Strict):
 class TransportConfig(_Strict):
     frames_endpoint: str | None = Field(None, description="acquisition -> workers; default ipc in runtime_dir")
     max_message_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    remote_listen: str | None = Field(None, description=(
+        "accept remote inspection workers (`inspector worker --connect tcp://HOST:PORT`) on tcp://ADDR:PORT: "
+        "frames on PORT, results/events on PORT+1, commands on PORT+2; CURVE required off loopback"))
+    remote_timeout_s: float = Field(3.0, gt=0.5, le=60, description="a remote worker silent this long is gone")
 
     @field_validator("frames_endpoint")
     @classmethod
     def _ep(cls, v: str | None) -> str | None:
         return None if v is None else _check_endpoint(v)
+
+    @field_validator("remote_listen")
+    @classmethod
+    def _remote(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        _check_endpoint(v)
+        host, sep, port = v[len("tcp://"):].rpartition(":") if v.startswith("tcp://") else ("", "", "")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65534:
+            raise ValueError(f"expected tcp://ADDRESS:PORT (PORT..PORT+2 are used), got {v!r}")
+        return v
 
 
 class SupervisorConfig(_Strict):
@@ -149,6 +164,9 @@ class Config(BaseSettings):
     audit: dict[str, Any] = Field(default_factory=dict)
     control: dict[str, Any] = Field(default_factory=dict)
     security: dict[str, Any] = Field(default_factory=dict)
+    line: dict[str, Any] = Field(default_factory=dict)       # inspector/line/settings.py
+    opcua: dict[str, Any] = Field(default_factory=dict)      # inspector/line/settings.py
+    operator: dict[str, Any] = Field(default_factory=dict)   # inspector/line/settings.py
 
     @classmethod
     def settings_customise_sources(

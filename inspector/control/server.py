@@ -97,27 +97,40 @@ class ControlServer:
             req = decode_request(frame.bytes)
         except WireError as e:
             return self._bad("control_malformed", str(e))
-        peer = _peer(frame)
+        ok, result, error = self.execute(req, _peer(frame))
+        return encode_reply(ok, result if ok else None, error)
+
+    def execute(self, req: ControlRequest, peer: dict[str, str] | None = None, *,
+                deny: str | None = None) -> tuple[bool, dict[str, Any] | None, str | None]:
+        """Run one validated request through the handler and the audit: ``(ok, result, error)``.
+
+        The one path for every control surface (this REP socket, the OPC UA methods): ``peer`` says
+        who called (``peer_key``/``peer_address`` here, ``channel``/``opcua_user`` for OPC UA) and goes
+        into the ``control`` audit record. ``deny``: refuse without calling the handler (e.g. an
+        anonymous OPC UA session), still audited. Call it from the supervisor's thread only."""
         ok, result, error = True, None, None
-        try:
-            result = self._handler(req)
-            if result is not None and not isinstance(result, dict):
-                raise TypeError(f"handler returned {type(result).__name__}, not a dict")
-        except InspectorError as e:
-            ok, error = False, str(e)
-        except Exception as e:  # a handler bug must not take the channel (or the daemon) down
-            log.exception("control: handler failed on %s", req.cmd)
-            ok, error = False, f"internal error: {type(e).__name__}: {e}"
+        if deny is not None:
+            ok, error = False, deny
+        else:
+            try:
+                result = self._handler(req)
+                if result is not None and not isinstance(result, dict):
+                    raise TypeError(f"handler returned {type(result).__name__}, not a dict")
+            except InspectorError as e:
+                ok, error = False, str(e)
+            except Exception as e:  # a handler bug must not take the channel (or the daemon) down
+                log.exception("control: handler failed on %s", req.cmd)
+                ok, error = False, f"internal error: {type(e).__name__}: {e}"
         if self._audit is not None:
-            record = {**req.audit_payload(), **peer, "ok": ok, "error": error}
+            record = {**req.audit_payload(), **(peer or {}), "ok": ok, "error": error}
             try:
                 self._audit.append("control", record)
             except Exception as e:
                 log.error("control: audit write failed for %s: %s", req.cmd, e)
-                return encode_reply(False, None, f"{req.cmd} was {'applied' if ok else 'refused'} but could "
-                                                 f"not be audited: {e}")
+                return False, None, (f"{req.cmd} was {'applied' if ok else 'refused'} but could "
+                                     f"not be audited: {e}")
         log.info("control: %s %s by %s -> %s", req.cmd, req.args.model_dump(), req.user, "ok" if ok else error)
-        return encode_reply(ok, result if ok else None, error)
+        return ok, result if ok else None, error
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -32,6 +32,8 @@ from inspector.daemon.runstate import StateCopy
 from inspector.errors import WireError
 from inspector.transport import wire
 from inspector.transport.messages import Command, Ready, event
+from inspector.transport.security import (require_secure_for_tcp, secure_server, security_config,
+                                          stop_authenticator)
 
 log = logging.getLogger("inspector.acquisition")
 
@@ -78,6 +80,17 @@ class Broker:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.MAXMSGSIZE, 4096)  # workers only send small credit messages
         self.router.bind(ep.frames)
+        self.routers = [self.router]
+        if ep.remote:  # remote inspection workers: a second ROUTER on tcp, CURVE when keys are configured
+            sec = security_config(cfg)
+            require_secure_for_tcp(ep.remote[0], sec)
+            remote = self.ctx.socket(zmq.ROUTER)
+            remote.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            remote.setsockopt(zmq.LINGER, 0)
+            remote.setsockopt(zmq.MAXMSGSIZE, 4096)
+            secure_server(remote, sec, self.ctx)
+            remote.bind(ep.remote[0])
+            self.routers.append(remote)
         self.cmd = self.ctx.socket(zmq.SUB)
         self.cmd.setsockopt(zmq.SUBSCRIBE, b"")
         self.cmd.connect(ep.commands)
@@ -86,7 +99,7 @@ class Broker:
         self.pair.bind("inproc://camera")
         self.gen_part = str(generation).encode()
         self.queue: deque[tuple[int, list[Any]]] = deque()
-        self.idle: deque[bytes] = deque()
+        self.idle: deque[tuple[zmq.Socket, bytes]] = deque()  # (router, worker identity) with a credit
         self.gone: set[bytes] = set()
         self.capacity = cfg.queue.capacity
         self.policy = cfg.queue.when_full
@@ -105,15 +118,16 @@ class Broker:
         try:
             while True:
                 poller = zmq.Poller()
-                poller.register(self.router, zmq.POLLIN)
+                for r in self.routers:
+                    poller.register(r, zmq.POLLIN)
                 poller.register(self.cmd, zmq.POLLIN)
                 if not self.stopping and (self.policy != "block" or len(self.queue) < self.capacity):
                     poller.register(self.pair, zmq.POLLIN)
                 for sock, _ in poller.poll(100):
                     if sock is self.pair:
                         self._on_camera()
-                    elif sock is self.router:
-                        self._on_worker()
+                    elif sock in self.routers:
+                        self._on_worker(sock)
                     elif sock is self.cmd:
                         deadline = self._on_command() or deadline
                 now = time.monotonic()
@@ -135,8 +149,9 @@ class Broker:
         finally:
             self.camera.stop_evt.set()
             self.camera.join(timeout=5)
-            for s in (self.router, self.cmd, self.pair):
+            for s in (*self.routers, self.cmd, self.pair):
                 s.close(0)
+            stop_authenticator(self.ctx)
             self.events.sock.close()
             self.ctx.term()
 
@@ -157,25 +172,25 @@ class Broker:
             self.events.send("dropped", frame_id=victim, reason="queue_full")
         self._dispatch()
 
-    def _on_worker(self) -> None:
+    def _on_worker(self, router: zmq.Socket) -> None:
         try:
-            ident, *rest = self.router.recv_multipart()
+            ident, *rest = router.recv_multipart()
             credit = Ready.from_wire(rest[0] if len(rest) == 1 else b"")
         except (WireError, ValueError) as e:
             self.events.send("bad_input", input_kind="malformed_message", message=f"from a worker: {e}")
             return
         if credit.generation != self.generation:  # meant for a predecessor of this process
             return
-        if ident not in self.gone and ident not in self.idle:
-            self.idle.append(ident)
+        if ident not in self.gone and all(i != ident for _, i in self.idle):
+            self.idle.append((router, ident))
         self._dispatch()
 
     def _dispatch(self) -> None:
         while self.queue and self.idle:
-            ident = self.idle.popleft()
+            router, ident = self.idle.popleft()
             fid, parts = self.queue.popleft()
             try:
-                self.router.send_multipart([ident, self.gen_part, *parts], copy=False)
+                router.send_multipart([ident, self.gen_part, *parts], copy=False)
             except zmq.ZMQError as e:  # EHOSTUNREACH: the worker went away; keep the frame
                 if e.errno != zmq.EHOSTUNREACH:
                     raise
@@ -202,7 +217,9 @@ class Broker:
         elif cmd.op == "worker_gone":
             ident = cmd.fields["worker"].encode()
             self.gone.add(ident)
-            self.idle = deque(i for i in self.idle if i != ident)
+            self.idle = deque((r, i) for r, i in self.idle if i != ident)
+            while len(self.gone) > 4096:  # restarted workers get new names: forget the oldest
+                self.gone.pop()
         return None
 
 

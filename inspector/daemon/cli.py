@@ -1,4 +1,4 @@
-"""Daemon sub-commands: run, config check, subscribe, bench transport."""
+"""Daemon sub-commands: run, worker (remote), config check, subscribe, bench transport."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def register(sub, groups) -> None:
     p.add_argument("--config", "-c", help="YAML config file (default: the embedded demo configuration)")
     p.add_argument("--duration", type=float, default=None, help="stop after SECONDS (default: run until signalled)")
     p.set_defaults(func=_run)
+
+    w = sub.add_parser("worker", help="run the configured inspections for a daemon on another host")
+    w.add_argument("--connect", required=True, metavar="tcp://HOST:PORT",
+                   help="the daemon's transport.remote_listen (frames PORT, results PORT+1, commands PORT+2)")
+    w.add_argument("--config", "-c", help="YAML config: inspections, models_dir, security keys")
+    w.add_argument("--name", help="worker name (default r-<host>-<pid>)")
+    w.set_defaults(func=_worker)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -46,13 +53,15 @@ def _run(args: argparse.Namespace) -> int:
     from inspector.daemon.control_hook import ControlHook
     from inspector.daemon.ops_hook import OpsHook
     from inspector.daemon.supervisor import Supervisor
+    from inspector.line.hooks import hook_factories as line_hooks
+    from inspector.line.settings import validate_all as validate_line
     from inspector.transport.security import security_config
 
     cfg = load_config(args.config)
-    control_config(cfg), security_config(cfg)  # validate the extension blocks before starting
+    control_config(cfg), security_config(cfg), validate_line(cfg)  # validate the extension blocks before starting
     logging.getLogger().setLevel(cfg.log.level if not args.verbose else "DEBUG")
     sup = Supervisor(cfg)
-    sup.hook_factories += [OpsHook, ControlHook]
+    sup.hook_factories += [OpsHook, ControlHook, *line_hooks(cfg)]
     return sup.run(duration=args.duration)
 
 
@@ -61,11 +70,12 @@ def _config_check(args: argparse.Namespace) -> int:
 
     from inspector.audit.settings import audit_config
     from inspector.control.settings import control_config
+    from inspector.line.settings import validate_all as validate_line
     from inspector.transport.security import security_config
 
     path = args.file or args.config_opt
     cfg = load_config(path)
-    audit_config(cfg), control_config(cfg), security_config(cfg)
+    audit_config(cfg), control_config(cfg), security_config(cfg), validate_line(cfg)
     from inspector.acquisition import make_camera
 
     make_camera(cfg.camera, cfg.camera_id())  # producer file, replay folder (does not open the device)
@@ -73,6 +83,30 @@ def _config_check(args: argparse.Namespace) -> int:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     print(f"ok: {path or 'embedded default'} is valid; sha256 {cfg.sha256()}", file=sys.stderr)
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from inspector.config import load_config
+    from inspector.daemon.remote import PREFIX
+    from inspector.daemon.worker import run_remote_worker
+    from inspector.errors import ConfigError
+    from inspector.transport.security import is_loopback_endpoint, security_config
+
+    cfg = load_config(args.config)
+    connect = args.connect
+    if not connect.startswith("tcp://") or not connect.rpartition(":")[2].isdigit():
+        raise ConfigError(f"--connect: expected tcp://HOST:PORT, got {connect!r}")
+    sec = security_config(cfg)
+    if not is_loopback_endpoint(connect) and not sec.curve_server_public_key_file:
+        raise ConfigError(f"--connect {connect}: a daemon on another host needs CURVE "
+                          "(security.curve_server_public_key_file and curve_client_secret_key_file)")
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    name = name if name.startswith(PREFIX) else PREFIX + name
+    logging.getLogger().setLevel(cfg.log.level)
+    return run_remote_worker(cfg, connect, name)
 
 
 def _subscribe(args: argparse.Namespace) -> int:

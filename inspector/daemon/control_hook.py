@@ -72,6 +72,7 @@ class ControlHook:
         return {"ready": ok, "reasons": reasons, "paused": st["paused"], "held_by": st["held_by"],
                 "counts": dict(sup.ledger.counts), "context": st["context"], "models": st["models"],
                 "run_id": sup.run_id, "workers": sup.children.alive_workers(),
+                "remote_workers": sorted(sup.remote.seen) if sup.remote is not None else [],
                 "acquisition_pid": sup.children.acq.process.pid if sup.children.acq else None}
 
     def _cmd_pause(self, req: ControlRequest) -> dict[str, Any]:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from inspector.ops.metrics import Metrics
+
+if TYPE_CHECKING:
+    from inspector.daemon.supervisor import Supervisor
 
 log = logging.getLogger("inspector.health")
 
@@ -74,3 +78,40 @@ class Health:
         if not self.stalled or self.waiting_since is None:
             return None
         return f"stalled: frames acquired but none inspected for {time.monotonic() - self.waiting_since:.1f} s"
+
+
+ACQ_SILENCE_S = 1.5  # the acquisition process sends stats every 0.5 s: silence beyond this is a wedge
+
+
+def readiness_reasons(sup: Supervisor) -> list[str]:
+    """Why the daemon is not inspecting right now (empty: ready)."""
+    reasons = []
+    now = time.monotonic()
+    if not sup.children.acquisition_running():
+        reasons.append("acquisition process not running")
+    elif sup._acq_ready_gen != sup.children.acq_generation:
+        reasons.append("acquisition process starting")
+    elif now - sup._acq_heard > ACQ_SILENCE_S:
+        reasons.append(f"acquisition process not responding for {now - sup._acq_heard:.1f} s")
+    if not sup.camera_up:
+        reasons.append("camera not open")
+    alive = sup._workers_ready()
+    if alive < sup.cfg.workers:
+        reasons.append(f"{alive}/{sup.cfg.workers} workers ready (models loaded)")
+    missing = [n for n in sup._model_inspections if n not in sup.state.models]
+    if missing:
+        reasons.append(f"no model loaded for {', '.join(missing)}")
+    if sup.outcomes is not None:
+        down = [i for i, ok in sup.outcomes.remote_health.items() if not ok]
+        if down:
+            reasons.append(f"inference server unavailable for {', '.join(sorted(down))} (no local fallback)")
+    stall = sup.health.stall_reason()
+    if stall:
+        reasons.append(stall)
+    if sup.recorder.failure is not None:
+        held = sup.outcomes.held if sup.outcomes is not None else 0
+        reasons.append(f"audit store refuses writes ({sup.recorder.failure}); {held} decision(s) held back, "
+                       "unpublished")
+    if sup.stopping:
+        reasons.append("shutting down")
+    return reasons

@@ -36,6 +36,8 @@ class Outcomes:
         self._finished_out: dict[int, Result | None] = {}  # ended, waiting for earlier ids
         self._unreleased: list[tuple[int, Result | None]] = []  # ended, audit record not yet durable
         self.next_out = 0
+        #: inspection -> can it infer (its inference server answers, or a local fallback is configured)
+        self.remote_health: dict[str, bool] = {}
         self.last_inspected = time.monotonic()
 
     # ------------------------------------------------------------------ endings
@@ -45,7 +47,7 @@ class Outcomes:
         if st is None:
             log.warning("duplicate result for frame %d ignored", meta.frame_id)
             return False
-        self.recorder.inspected(meta, res.decisions)
+        self.recorder.inspected(meta, res.decisions, res.worker)
         self._unreleased.append((meta.frame_id, res))
         self.last_inspected = time.monotonic()
         return True
@@ -110,6 +112,8 @@ class Outcomes:
             for a in d.attachments:
                 self.publisher.attachment(a.kind, d.inspection, a.header, res.payloads[a.index])
                 attachments.append((a.kind, d.inspection, a.header, res.payloads[a.index]))
+        if res.thumbnail is not None:  # for the hooks (operator page) only
+            attachments.append(("thumbnail", None, res.thumbnail.header, res.payloads[res.thumbnail.index]))
         publish_s = time.perf_counter() - t0
         m.frames_processed.inc()
         m.stage_seconds.labels(stage="publish").observe(publish_s)
@@ -119,6 +123,9 @@ class Outcomes:
             for stage, secs in d.stages.items():
                 if stage in ("preprocess", "infer", "gradcam"):
                     m.stage_seconds.labels(stage=stage).observe(float(secs))
+            if isinstance(remote := d.detail.get("remote"), dict):  # Triton round trip / failure
+                m.observe_remote(d.inspection, remote)
+                self.remote_health[d.inspection] = bool(remote.get("healthy") or remote.get("fallback") == "local")
         m.frame_latency.observe(max(0.0, time.time() - meta.acquired_at))
         for listener in self.listeners:
             try:

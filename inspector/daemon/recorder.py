@@ -59,7 +59,7 @@ class Recorder:
     def event(self, kind: str, payload: dict[str, Any]) -> None:
         self._pending.append((kind, {"run_id": self.run_id, **payload}))
 
-    def inspected(self, meta: FrameMeta, decisions: list[Decision]) -> None:
+    def inspected(self, meta: FrameMeta, decisions: list[Decision], worker: str | None = None) -> None:
         records = [{
             "inspection": d.inspection, "verdict": d.verdict, "reason": d.reason, "scores": d.scores,
             "model": d.model, "latency_ms": d.latency_ms, "gradcam": d.detail.get("gradcam"),
@@ -67,7 +67,9 @@ class Recorder:
             **({"embedding": d.detail["embedding"], "expected": d.detail.get("expected")}
                if "embedding" in d.detail else {}),
         } for d in decisions]
-        self._pending.append(("frame", self._frame(meta.to_dict(), "inspected", None, records)))
+        rec = self._frame(meta.to_dict(), "inspected", None, records)
+        rec["worker"] = worker  # which process decided (local w<i>-<gen> or remote r-<host>-<pid>)
+        self._pending.append(("frame", rec))
 
     def not_inspected(self, st: FrameState, outcome: str, reason: str) -> None:
         meta = st.meta or {"frame_id": st.frame_id}

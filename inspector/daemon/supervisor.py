@@ -16,6 +16,7 @@ process held end ``lost`` with the reason, never silently.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -32,13 +33,14 @@ from inspector.acquisition import make_camera
 from inspector.config import Config, validate_inspections
 from inspector.daemon.children import Children
 from inspector.daemon.endpoints import Endpoints
-from inspector.daemon.health import Health
+from inspector.daemon.health import Health, readiness_reasons
 from inspector.daemon.ledger import Ledger
 from inspector.daemon.drift import LotDrift
 from inspector.daemon.outcomes import Outcomes
 from inspector.daemon.proc import set_title
 from inspector.daemon.publisher import Publisher
 from inspector.daemon.recorder import Recorder
+from inspector.daemon.remote import RemoteWorkers
 from inspector.daemon.runstate import RunState
 from inspector.errors import WireError
 from inspector.ops.metrics import Metrics
@@ -50,7 +52,6 @@ from inspector.transport.security import (require_secure_for_tcp, secure_server,
 log = logging.getLogger("inspector.supervisor")
 
 STATE_RESEND_S = 1.0
-ACQ_SILENCE_S = 1.5  # the acquisition process sends stats every 0.5 s
 
 
 class Supervisor:
@@ -69,7 +70,7 @@ class Supervisor:
         self._own_runtime = cfg.runtime_dir is None
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="inspector-")) if self._own_runtime else Path(cfg.runtime_dir)
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        self.ep = Endpoints.in_dir(self.runtime_dir, cfg.transport.frames_endpoint)
+        self.ep = Endpoints.in_dir(self.runtime_dir, cfg.transport.frames_endpoint, cfg.transport.remote_listen)
         self.cfg_data = cfg.model_dump(mode="json")
         self.children = Children(cfg.workers, self.cfg_data, self.ep.to_dict(), self.state.snapshot)
         self.ready_workers: set[str] = set()
@@ -80,6 +81,7 @@ class Supervisor:
         self.recorder = Recorder(cfg, self.run_id, self.config_sha256, self.metrics)
         self.outcomes: Outcomes | None = None
         self._model_inspections: list[str] = []
+        self.remote: RemoteWorkers | None = None
         self._acq_heard = time.monotonic()
         self._acq_backoff = 0.0
         self._acq_ready_gen = -1
@@ -119,6 +121,10 @@ class Supervisor:
         self.commands = self.ctx.socket(zmq.PUB)
         self.commands.setsockopt(zmq.LINGER, 0)
         self.commands.bind(self.ep.commands)
+        self.remote = RemoteWorkers(self, self.ep.remote) if self.ep.remote else None
+        self._inputs = zmq.Poller()
+        for sock in (self.events, *((self.remote.events,) if self.remote else ())):
+            self._inputs.register(sock, zmq.POLLIN)
         sec = security_config(self.cfg)
         require_secure_for_tcp(self.cfg.publish.endpoint, sec)
         self.publisher = Publisher(self.ctx, self.cfg.publish.endpoint,
@@ -137,6 +143,9 @@ class Supervisor:
             self.hooks = []
             for factory in self.hook_factories:
                 self.hooks.append(factory(self))
+            for hook in self.hooks:  # line integration: every published frame, after its audit record
+                if hasattr(hook, "on_published"):
+                    self.outcomes.listeners.append(functools.partial(hook.on_published, self))
             log.info("run %s: config sha256 %s, %d worker(s), camera %s, publishing on %s", self.run_id,
                      self.config_sha256, self.cfg.workers, self.cfg.camera.driver, self.publisher.endpoint)
             for i in range(self.cfg.workers):
@@ -175,7 +184,10 @@ class Supervisor:
         self.stop_requested = True
 
     def command(self, op: str, **fields: Any) -> None:
-        self.commands.send(Command(op, fields).to_wire())
+        msg = Command(op, fields).to_wire()
+        self.commands.send(msg)
+        if self.remote is not None:
+            self.remote.commands.send(msg)
 
     def broadcast_state(self) -> None:
         """Every child replaces its copy of the run state with this snapshot."""
@@ -183,25 +195,24 @@ class Supervisor:
         self._last_state_sent = time.monotonic()
 
     # ------------------------------------------------------------------ main loop
-    def _poll(self, timeout_ms: int) -> None:
-        if self.events.poll(timeout_ms):
+    def _poll(self, timeout_ms: int) -> bool:
+        ready = dict(self._inputs.poll(timeout_ms))
+        for sock in ready:
             # batch: everything already queued, in one audit transaction
-            batch = 0
-            while batch < 500:
+            for _ in range(500):
                 try:
-                    parts = self.events.recv_multipart(zmq.NOBLOCK, copy=False)
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 self._on_message(parts)
-                batch += 1
         self.outcomes.commit()
+        return bool(ready)
 
     def _drain(self) -> None:
         """Read everything the children already sent (before declaring anything lost)."""
         for _ in range(100):
-            if not self.events.poll(0):
+            if not self._poll(0):
                 break
-            self._poll(0)
         self.outcomes.commit()
 
     def _on_message(self, parts: list[Any]) -> None:
@@ -253,7 +264,12 @@ class Supervisor:
         elif name == "worker_idle":
             for st in self.ledger.in_transit(ev["worker"], ev["generation"]):
                 self.outcomes.lost(st.frame_id, "in_transit")
+        elif name == "worker_heartbeat":
+            if self.remote is not None and not self.remote.heard(ev["worker"]):
+                self.command("worker_gone", worker=ev["worker"])  # declared gone: it must re-register
         elif name == "worker_ready":
+            if self.remote is not None and self.remote.is_remote(ev["worker"]):
+                self.remote.heard(ev["worker"])
             self._on_worker_ready(ev)
         elif name == "model":
             self._on_model_event(ev)
@@ -329,6 +345,13 @@ class Supervisor:
             self.recorder.event("worker_restart", {"worker": child.name, "exitcode": code})
             # exit code 3: it could not load its inspections — do not spin
             self.children.schedule(f"w{index}", min(5.0, backoff * 10) if code == 3 else backoff)
+        for name in self.remote.expired() if self.remote is not None else ():
+            log.error("remote worker %s silent for %.1f s: gone", name, self.remote.timeout_s)
+            self.ready_workers.discard(name)
+            self.command("worker_gone", worker=name)
+            for st in self.ledger.worker_died(name):
+                self.outcomes.lost(st.frame_id, "remote_worker_gone")
+            self.recorder.event("worker_restart", {"worker": name, "exitcode": None, "remote": True})
         if self.children.acquisition_exited():
             self._drain()
             code = self.children.acq.process.exitcode
@@ -382,29 +405,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, list[str]]:
-        reasons = []
-        if not self.children.acquisition_running():
-            reasons.append("acquisition process not running")
-        elif self._acq_ready_gen != self.children.acq_generation:
-            reasons.append("acquisition process starting")
-        elif time.monotonic() - self._acq_heard > ACQ_SILENCE_S:
-            reasons.append(f"acquisition process not responding for {time.monotonic() - self._acq_heard:.1f} s")
-        if not self.camera_up:
-            reasons.append("camera not open")
-        alive = self._workers_ready()
-        if alive < self.cfg.workers:
-            reasons.append(f"{alive}/{self.cfg.workers} workers ready (models loaded)")
-        missing = [n for n in self._model_inspections if n not in self.state.models]
-        if missing:
-            reasons.append(f"no model loaded for {', '.join(missing)}")
-        stall = self.health.stall_reason()
-        if stall:
-            reasons.append(stall)
-        if self.recorder.failure is not None:
-            reasons.append(f"audit store refuses writes ({self.recorder.failure}); {self.outcomes.held} "
-                           "decision(s) held back, unpublished")
-        if self.stopping:
-            reasons.append("shutting down")
+        reasons = readiness_reasons(self)
         return (not reasons, reasons)
 
     def frames_flowing(self, within_s: float) -> bool:
@@ -447,6 +448,8 @@ class Supervisor:
                 hook.close()
         if hasattr(self, "publisher"):
             self.publisher.close()
+        if getattr(self, "remote", None) is not None:
+            self.remote.close()
         for name in ("events", "commands"):
             if hasattr(self, name):
                 getattr(self, name).close(0)

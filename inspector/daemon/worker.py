@@ -13,6 +13,7 @@ import signal
 import time
 from typing import Any
 
+import cv2
 import zmq
 
 from inspector.config import Config, validate_inspections
@@ -22,6 +23,7 @@ from inspector.frame import Frame
 from inspector.inspections import inspection_class
 from inspector.inspections.base import Inspection, InspectionContext, InspectionResult
 from inspector.daemon.proc import ParentWatch, child_setup
+from inspector.daemon.thumbnail import thumbnail
 from inspector.transport import wire
 from inspector.transport.messages import AttachmentRef, Command, Decision, Ready, Result, event
 
@@ -97,6 +99,37 @@ def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str,
     _Loop(cfg, ep, ctx, push, worker, inspections, generation, parent_pid).run()
 
 
+def run_remote_worker(cfg: Config, connect: str, name: str) -> int:
+    """``inspector worker --connect tcp://HOST:PORT``: the configured inspections on this host, fed by
+    the daemon on HOST (frames on PORT, results on PORT+1, commands on PORT+2). With CURVE keys in
+    ``security:`` the daemon's public key is pinned (``curve_server_public_key_file``) and this
+    worker's key (``curve_client_secret_key_file``) must be on the daemon's allow-list."""
+    from inspector.daemon.proc import set_title
+    from inspector.transport.security import secure_client, security_config
+
+    sec = security_config(cfg)
+    ep = Endpoints.for_remote_worker(connect)
+    set_title(f"remote worker {name} -> {connect}")
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 5000)
+    secure_client(push, sec)
+    push.connect(ep.events)
+    try:
+        inspections = build_inspections(cfg, name)
+    except InspectorError as e:
+        push.send_multipart(event("worker_ready", worker=name, ok=False, error=str(e)))
+        push.close()
+        ctx.term()
+        raise
+    models = {i.name: (m.to_dict() if (m := i.model_info()) else None) for i in inspections}
+    push.send_multipart(event("worker_ready", worker=name, ok=True, models=models))
+    log.info("remote worker %s connected to %s; waiting for frames", name, connect)
+    loop = _Loop(cfg, ep, ctx, push, name, inspections, -1, None, secure=lambda sock: secure_client(sock, sec))
+    loop.run()
+    return loop.exit_code
+
+
 def with_model_versions(cfg_data: dict[str, Any], versions: dict[str, str | None]) -> dict[str, Any]:
     """The configuration with the model versions the run state serves (hot reloads) applied."""
     if not versions:
@@ -116,17 +149,29 @@ class _Loop:
     lost), and sends a credit to the new one."""
 
     def __init__(self, cfg: Config, ep: Endpoints, ctx: zmq.Context, push: zmq.Socket, worker: str,
-                 inspections: list[Inspection], generation: int, parent_pid: int):
+                 inspections: list[Inspection], generation: int, parent_pid: int | None, *,
+                 secure: Any = None):
         self.cfg, self.ctx, self.push, self.worker, self.inspections = cfg, ctx, push, worker, inspections
         self.dealer = ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.IDENTITY, worker.encode())
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.setsockopt(zmq.MAXMSGSIZE, cfg.transport.max_message_bytes)
-        self.dealer.connect(ep.frames)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if secure is not None:
+            secure(self.dealer)
+            secure(self.sub)
+        self.dealer.connect(ep.frames)
         self.sub.connect(ep.commands)
-        self.parent = ParentWatch(parent_pid)
+        # a local worker watches its supervisor; a remote one says it is alive instead
+        self.parent = ParentWatch(parent_pid) if parent_pid is not None else None
+        self.remote = parent_pid is None
+        self.exit_code = 0
+        self._beat = 0.0
+        from inspector.line.settings import operator_config
+
+        op = operator_config(cfg)
+        self.thumbnail_px = op.thumbnail_px if op.enabled and cfg.metrics.enabled else 0
         self.generation = generation        # the newest acquisition generation we know of
         self.credit: int | None = None      # generation our outstanding credit is for
 
@@ -135,7 +180,8 @@ class _Loop:
         self.credit = self.generation
 
     def run(self) -> None:
-        self._grant()
+        if self.generation >= 0:  # a remote worker learns the generation from the next broadcast
+            self._grant()
         poller = zmq.Poller()
         poller.register(self.dealer, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
@@ -148,9 +194,12 @@ class _Loop:
                     self._on_frame(self.dealer.recv_multipart(copy=False))
                 if self.sub in socks and self._on_command():
                     return
-                if self.parent.gone():  # fallback where PR_SET_PDEATHSIG is unavailable
+                if self.parent is not None and self.parent.gone():  # where PR_SET_PDEATHSIG is unavailable
                     log.error("supervisor exited; worker %s stops", self.worker)
                     return
+                if self.remote and time.monotonic() - self._beat >= 1.0:
+                    self.push.send_multipart(event("worker_heartbeat", worker=self.worker))
+                    self._beat = time.monotonic()
         finally:
             for i in self.inspections:
                 i.close()
@@ -173,8 +222,18 @@ class _Loop:
         else:
             decisions, payloads = run_inspections(self.inspections, frame)
             queue_s = max(0.0, received - frame.meta.acquired_at)
-            self.push.send_multipart(Result(frame.meta, self.worker, decisions, payloads, queue_s).to_wire(),
-                                     copy=False)
+            thumb = None
+            if self.thumbnail_px:  # for the operator page only: never published on the line PUB
+                try:
+                    made = thumbnail(frame, self.thumbnail_px)
+                except cv2.error as e:  # the page misses one picture; the result still goes out
+                    log.warning("no thumbnail for frame %d: %s", frame.meta.frame_id, e)
+                    made = None
+                if made is not None:
+                    thumb = AttachmentRef("thumbnail", made[0], len(payloads))
+                    payloads.append(made[1])
+            self.push.send_multipart(Result(frame.meta, self.worker, decisions, payloads, queue_s,
+                                            thumbnail=thumb).to_wire(), copy=False)
         if self.credit is None:
             self._grant()
 
@@ -186,6 +245,10 @@ class _Loop:
             return False
         if cmd.op == "stop":
             return cmd.get("target") in (None, "workers", "all")
+        if cmd.op == "worker_gone" and cmd.fields["worker"] == self.worker:
+            log.error("the daemon declared worker %s gone (silent too long); exiting to re-register", self.worker)
+            self.exit_code = 1
+            return True
         if cmd.op == "broker_started":
             gen = int(cmd.fields["generation"])
             if gen > self.generation:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from inspector.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
 from inspector.frame import Frame
@@ -36,6 +36,7 @@ from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, encode_png, fra
 from inspector.identity.openset import ARTIFACT as OPENSET_ARTIFACT, OpenSet
 from inspector.identity.runtime import ARTIFACTS, DEFAULT_PROVIDERS, OrtModel, check_provider_names
 from inspector.identity.tiling import frame_tiles, preprocess, to_gray_u8
+from inspector.identity.triton_runtime import RemoteIdentityModel, RemoteInferenceError, TritonSettings
 from inspector.inspections.base import (
     Attachment, Inspection, InspectionContext, InspectionParams, InspectionResult, ModelInfo,
 )
@@ -72,12 +73,22 @@ def aggregate(probs: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"unknown aggregate {how!r}")
 
 
+@dataclass(slots=True)
+class _ServedModelInfo(ModelInfo):
+    """ModelInfo plus who serves it (a Triton server's url/model/version/sha256, or the local fallback)."""
+
+    served_by: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**ModelInfo.to_dict(self), "served_by": self.served_by}
+
+
 @dataclass
 class _Loaded:
-    """One verified model version with its session and Grad-CAM head."""
+    """One verified model version with its session (in-process or Triton) and Grad-CAM head."""
 
     model_dir: ModelDir
-    ort: OrtModel
+    ort: OrtModel | RemoteIdentityModel
     head: DenseHead
     openset: OpenSet | None = None  # unknown-material check + drift projection, when calibrated
 
@@ -112,6 +123,15 @@ class ExcipientIdentity(Inspection):
         providers: list[str] = Field(default_factory=lambda: list(DEFAULT_PROVIDERS))
         precision: Literal["fp32", "int8"] = "fp32"
         intra_op_threads: int = Field(1, ge=1, le=64)
+        runtime: Literal["onnxruntime", "triton"] = Field("onnxruntime", description="in-process ONNX Runtime, "
+                                                          "or a Triton Inference Server (the `triton` block)")
+        triton: TritonSettings | None = None
+
+        @model_validator(mode="after")
+        def _triton_block(self):
+            if self.runtime == "triton" and self.triton is None:
+                raise ValueError("runtime: triton needs a triton: {url: HOST:PORT, ...} block")
+            return self
 
         @field_validator("providers")
         @classmethod
@@ -150,8 +170,13 @@ class ExcipientIdentity(Inspection):
             raise ConfigError(f"expected excipient {p.expected!r} is not a class of model "
                               f"{md.manifest.name}/{md.manifest.version}")
         head = DenseHead.load(md.artifact(HEAD_ARTIFACT))
-        ort_model = OrtModel(md, p.providers, cache_dir=Path(self.ctx.state_dir) / "trt-cache",
-                             intra_op_threads=p.intra_op_threads, precision=p.precision)
+        def local() -> OrtModel:
+            return OrtModel(md, p.providers, cache_dir=Path(self.ctx.state_dir) / "trt-cache",
+                            intra_op_threads=p.intra_op_threads, precision=p.precision)
+
+        # Triton: sha256 of the served model checked against the manifest (refused on mismatch)
+        ort_model = RemoteIdentityModel(md, p.triton, precision=p.precision, local=local) \
+            if p.runtime == "triton" else local()
         if head.num_classes != len(md.manifest.classes):
             raise ModelIntegrityError(f"model {md.manifest.name}/{md.manifest.version}: head has "
                                       f"{head.num_classes} classes, manifest {len(md.manifest.classes)}")
@@ -165,15 +190,21 @@ class ExcipientIdentity(Inspection):
 
     def model_info(self) -> ModelInfo:
         m = self._current.model_dir.manifest
+        if isinstance(self._current.ort, RemoteIdentityModel):
+            return _ServedModelInfo(m.name, m.version, self._current.ort.sha256, self._current.ort.served_by())
         return ModelInfo(name=m.name, version=m.version, sha256=self._current.ort.sha256)
 
     def reload(self, version: str | None = None) -> ModelInfo:
         """Load and verify ``version`` (latest when None) completely, then swap; on error the old one stays."""
         new = self._load(version)
-        self._current = new
+        old, self._current = self._current, new
+        if isinstance(old.ort, RemoteIdentityModel):
+            old.ort.close()  # its gRPC channel
         return self.model_info()
 
     def close(self) -> None:
+        if self._current is not None and isinstance(self._current.ort, RemoteIdentityModel):
+            self._current.ort.close()
         self._current = None  # type: ignore[assignment]
 
     # ---- inspection -------------------------------------------------------
@@ -192,7 +223,12 @@ class ExcipientIdentity(Inspection):
         tiles, origins = frame_tiles(grey, cur.ort.tile)  # BadFrameError: too small / pixel format
         x = preprocess(tiles, cur.ort.preprocess_mode)
         t1 = time.perf_counter()
-        out = cur.ort.run(x)
+        remote = isinstance(cur.ort, RemoteIdentityModel)
+        try:
+            out = cur.ort.run(x)
+        except RemoteInferenceError as e:  # server down/slow/refused and no local fallback: this frame only
+            return InspectionResult(verdict="error", stages={"preprocess": t1 - t0}, detail={
+                "reason": f"remote_{e.reason}", "error": str(e), "remote": cur.ort.frame_detail()})
         t2 = time.perf_counter()
         probs = out["probs"]
         scores_c = aggregate(probs, self.params.aggregate)
@@ -205,6 +241,8 @@ class ExcipientIdentity(Inspection):
                                   "tiles": len(tiles), "provider": cur.ort.provider,
                                   "aggregate": self.params.aggregate,
                                   "tile_agreement": float(np.mean(probs.argmax(axis=1) == idx))}
+        if remote:
+            detail["remote"] = cur.ort.frame_detail()
         scores: dict[str, float] = {"confidence": conf}
         for j in np.argsort(-scores_c)[:TOP_K]:
             scores[f"p.{classes[j]}"] = float(min(1.0, scores_c[j]))

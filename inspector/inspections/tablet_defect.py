@@ -24,7 +24,14 @@ from pydantic import Field
 
 from inspector.errors import BadFrameError, ConfigError, InspectorError
 from inspector.frame import Frame
-from inspector.inspections.base import Inspection, InspectionContext, InspectionParams, InspectionResult, ModelInfo
+from inspector.inspections.base import (
+    Attachment,
+    Inspection,
+    InspectionContext,
+    InspectionParams,
+    InspectionResult,
+    ModelInfo,
+)
 from inspector.modelrepo import resolve
 
 TOP_FEATURES = 3
@@ -36,6 +43,7 @@ class TabletDefectParams(InspectionParams):
     threshold: float | None = Field(None, gt=0, lt=1, description="reject when P(defect) >= this (default: manifest)")
     roi: Literal["auto", "none"] | None = Field(None, description="ROI for the features (default: manifest)")
     max_side: int | None = Field(None, ge=16, description="downscale frames to this longer side (default: manifest)")
+    snapshot: bool = Field(True, description="patch models: attach a PNG with the worst patch drawn on rejects")
 
 
 def _load(models_dir, name: str, version: str | None):
@@ -79,12 +87,15 @@ class TabletDefect(Inspection):
         return self.params.max_side if self.params.max_side is not None else self._model.max_side
 
     def inspect(self, frame: Frame) -> InspectionResult:
+        if self._model.mode == "patches":
+            return self._inspect_patches(frame)
         from inspector.texture.describe import describe
 
         model = self._model
         t0 = time.perf_counter()
         try:
-            names, values = describe(frame.gray(), levels=model.levels, roi=self.roi, max_side=self.max_side)
+            names, values = describe(frame.gray(), levels=model.levels, roi=self.roi, max_side=self.max_side,
+                                     families=model.families)
         except BadFrameError as e:
             return InspectionResult(
                 verdict="error",
@@ -93,17 +104,48 @@ class TabletDefect(Inspection):
                 reason=e.kind,
             )
         t1 = time.perf_counter()
-        p = model.p_defect(names, values)
+        pred = model.predict(names, values, self.params.threshold)
         top = self._top_features(names, values)
         t2 = time.perf_counter()
-        reject = p >= self.threshold
         return InspectionResult(
-            verdict="reject" if reject else "pass",
-            reason="defect" if reject else None,
-            scores={"p_defect": round(p, 6)},
+            verdict="reject" if pred.reject else "pass",
+            reason=_defect_reason(pred.reject, pred.detail),
+            scores=pred.scores,
             stages={"preprocess": t1 - t0, "infer": t2 - t1},
-            detail={"threshold": self.threshold, "top_features": top},
+            detail={**pred.detail, "mode": model.mode, "top_features": top},
         )
+
+    def _inspect_patches(self, frame: Frame) -> InspectionResult:
+        """Patch model: score every tablet patch, the worst one (or the whole surface) decides."""
+        from inspector.texture.describe import limit_size
+        from inspector.texture.patches import patch_grid, snapshot_png
+
+        model = self._model
+        t0 = time.perf_counter()
+        try:
+            gray = limit_size(frame.gray(), self.max_side)
+            grid = patch_grid(gray, model.tiles)
+        except BadFrameError as e:
+            return InspectionResult(verdict="error", stages={"preprocess": time.perf_counter() - t0},
+                                    detail={"error": str(e), "kind": e.kind}, reason=e.kind)
+        t1 = time.perf_counter()
+        pred = model.predict_grid(grid, self.params.threshold)
+        t2 = time.perf_counter()
+        verdict = "reject" if pred.reject else "pass"
+        detail = {**pred.detail, "mode": "patches"}
+        attachments = []
+        stages = {"preprocess": t1 - t0, "infer": t2 - t1}
+        if verdict == "reject" and self.params.snapshot:
+            wp = detail["worst_patch"]
+            png = snapshot_png(gray, (wp["x"], wp["y"], wp["w"], wp["h"]))
+            m = frame.meta
+            attachments.append(Attachment(kind="snapshot", header={
+                "frame_id": m.frame_id, "camera": m.camera, "run_id": m.run_id, "verdict": verdict, "format": "png",
+                "worst_patch": wp, "width": int(gray.shape[1]), "height": int(gray.shape[0]),
+                "model": self.model_info().to_dict()}, payload=png))
+            stages["snapshot"] = time.perf_counter() - t2
+        return InspectionResult(verdict=verdict, scores=pred.scores, stages=stages, detail=detail,
+                                attachments=attachments, reason=_defect_reason(pred.reject, detail))
 
     def _top_features(self, names: tuple[str, ...], values: np.ndarray) -> list[list]:
         """The model's features furthest from the training mean: [name, value, z-score], |z| descending."""
@@ -125,3 +167,11 @@ class TabletDefect(Inspection):
         new = _load(self.ctx.models_dir, self.params.model, version)
         self._model = new
         return self.model_info()
+
+
+def _defect_reason(reject: bool, detail: dict) -> str | None:
+    """The audited reason of a reject: the defect type when the model names one, else ``defect``."""
+    if not reject:
+        return None
+    kind = detail.get("defect_type")
+    return f"defect:{kind}" if kind else "defect"

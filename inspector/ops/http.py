@@ -7,6 +7,8 @@ Modelled on Triton's endpoints: liveness and readiness are separate, readiness s
 ``GET /healthz``   200 ``{"status": "alive"}`` while the process serves HTTP (liveness).
 ``GET /readyz``    200 ``{"ready": true, "reasons": []}`` when camera, workers and models are ready,
                    503 ``{"ready": false, "reasons": ["camera not open", …]}`` otherwise.
+``GET /operator…`` the operator page (inspector/ops/operator_page.py), mounted with
+                   :meth:`HealthServer.add_route` when enabled.
 
 Anything else is 404 (unknown path) or 405 (method other than GET/HEAD), with a JSON body. The
 server runs in a daemon thread, one short-lived thread per request, with a socket timeout so that a
@@ -36,6 +38,8 @@ from inspector.errors import InspectorError
 log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, list[str]]]
+#: an extra route: handler(path, query, request headers) -> (status, body, content type, extra headers)
+RouteHandler = Callable[[str, str, Any], tuple[int, bytes, str, dict[str, str]]]
 _Request = socket.socket | tuple[bytes, socket.socket]  # socketserver's request type
 
 _JSON = "application/json; charset=utf-8"
@@ -72,6 +76,7 @@ class _Server(ThreadingHTTPServer):
         self.registry = registry
         self.readiness = readiness
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.routes: dict[str, RouteHandler] = {}  # path prefix -> handler (mounted pages)
         super().__init__(address, _Handler)
 
     def process_request(self, request: _Request, client_address: Any) -> None:
@@ -143,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
                 ready, reasons = self._readiness()
                 body = _json({"ready": ready, "reasons": reasons})
                 self._send(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body, _JSON, head=head)
+            elif (route := self._mounted(path)) is not None:
+                status, body, ctype, extra = route(path, url.query, self.headers)
+                self._send(HTTPStatus(status), body, ctype, head=head, extra=extra)
             else:
                 self._send(HTTPStatus.NOT_FOUND,
                            _json({"error": "not found", "endpoints": ["/metrics", "/healthz", "/readyz"]}),
@@ -156,6 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": "internal error"}), _JSON, head=head)
             except OSError:
                 pass
+
+    def _mounted(self, path: str) -> RouteHandler | None:
+        for prefix, handler in list(self.server.routes.items()):
+            if path == prefix or path.startswith(prefix + "/"):
+                return handler
+        return None
 
     # ---- endpoints -------------------------------------------------------------------------
     def _readiness(self) -> tuple[bool, list[str]]:
@@ -247,6 +261,17 @@ class HealthServer:
         self._readiness = readiness
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def add_route(self, prefix: str, handler: RouteHandler) -> None:
+        """Serve ``prefix`` and everything under it with ``handler`` (called from request threads:
+        it must be thread-safe). Call after :meth:`start`."""
+        if self._server is None:
+            raise RuntimeError("add_route() before start()")
+        self._server.routes[prefix.rstrip("/")] = handler
+
+    @property
+    def host(self) -> str:
+        return self._host
 
     @property
     def port(self) -> int:

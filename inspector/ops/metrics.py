@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from inspector import __version__
 
 STAGES = ("acquire", "queue", "preprocess", "infer", "gradcam", "publish")
+#: why remote (Triton) inference failed for a frame; the same tuple as inspector.identity.triton_runtime.REASONS
+REMOTE_FAILURE_REASONS = ("unavailable", "timeout", "model_not_ready", "sha256_mismatch", "server_error", "bad_response")
 
 # 0.5 ms … 10 s: from a quality gate on a small frame to a CNN on a slow CPU
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -78,6 +80,25 @@ class Metrics:
         self.audit_pending = Gauge(
             "inspector_audit_pending_records", "Audit records waiting to be written (nothing they cover is "
             "published meanwhile)", registry=r)
+        # line integration (inspector/line): acknowledged reject delivery
+        self.reject_commands = Counter("inspector_reject_commands", "Actionable decisions sent to the line "
+                                       "controller(s) on the reject channel", registry=r)
+        self.reject_acks = Counter("inspector_reject_acks", "Reject commands acknowledged in time", registry=r)
+        self.reject_resends = Counter("inspector_reject_resends", "Reject commands sent again (no ack yet)",
+                                      registry=r)
+        self.reject_deadline_missed = Counter(
+            "inspector_reject_deadline_missed", "Reject commands not acknowledged by their deadline (alarms)",
+            registry=r)
+        self.reject_ack_latency = Histogram(
+            "inspector_reject_ack_latency_seconds", "Issue to acknowledgement of a reject command",
+            buckets=(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r)
+        self.reject_pending = Gauge("inspector_reject_pending", "Reject commands awaiting acknowledgement",
+                                    registry=r)
+        self.line_controllers = Gauge("inspector_line_controllers", "Line controllers connected to the reject "
+                                      "channel", registry=r)
+        self.opcua_calls = Counter("inspector_opcua_method_calls", "OPC UA method calls", ["method", "outcome"],
+                                   registry=r)
         self.lot_drift = Gauge(
             "inspector_lot_drift", "Identity-embedding mean shift of the lot vs the expected excipient's reference "
             "(Hotelling-style; NaN before the first embedding); current and previous lot only",
@@ -92,8 +113,23 @@ class Metrics:
             self.stage_seconds.labels(stage=s)
         for reason in ("queue_full", "shutdown"):
             self.frames_dropped.labels(reason=reason)
-        for reason in ("worker_died", "acquisition_died", "in_transit", "malformed_frame", "shutdown"):
+        for reason in ("worker_died", "acquisition_died", "in_transit", "malformed_frame", "shutdown",
+                       "remote_worker_gone"):
             self.frames_lost.labels(reason=reason)
+        # remote inference (Triton): observed from each result's detail["remote"] (observe_remote)
+        self.remote_infer_seconds = Histogram(
+            "inspector_remote_infer_seconds", "Remote (Triton) inference round trip per frame, all chunks",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.remote_failures = Counter(
+            "inspector_remote_infer_failures", "Frames whose remote inference failed, by reason", ["reason"],
+            registry=r)
+        self.remote_fallbacks = Counter(
+            "inspector_remote_infer_fallbacks", "Frames inferred in-process after a remote failure", registry=r)
+        self.remote_up = Gauge(
+            "inspector_remote_up", "1 while the inspection's inference server answers with the verified model "
+            "(or a local fallback is configured), 0 while frames cannot be inferred", ["inspection"], registry=r)
+        for reason in REMOTE_FAILURE_REASONS:
+            self.remote_failures.labels(reason=reason)
 
     def declare_camera(self, camera: str) -> None:
         """Create the acquired-frames series at 0 before the first frame, like the drop series, so
@@ -119,6 +155,21 @@ class Metrics:
                 pass
         self.model_info.labels(inspection, *labels).set(1)
         self._models[inspection] = labels
+
+    def observe_remote(self, inspection: str, remote: dict) -> None:
+        """One frame's remote-inference statistics (``detail["remote"]`` of a result, shipped by the worker)."""
+        try:
+            if remote.get("ok"):
+                self.remote_infer_seconds.observe(float(remote["seconds"]))
+            else:
+                reason = str(remote.get("reason"))
+                self.remote_failures.labels(reason=reason if reason in REMOTE_FAILURE_REASONS else "server_error").inc()
+                if remote.get("served") == "local":
+                    self.remote_fallbacks.inc()
+            self.remote_up.labels(inspection=inspection).set(
+                1 if remote.get("healthy") or remote.get("fallback") == "local" else 0)
+        except (AttributeError, KeyError, TypeError, ValueError):  # a malformed detail is not worth a crash
+            self.bad_input.labels(kind="malformed_remote_stats").inc()
 
     def remove_lot(self, lot: str, excipient: str) -> None:
         """Drop a closed lot's drift series (only the current and the previous lot are exported)."""

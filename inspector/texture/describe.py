@@ -27,15 +27,56 @@ def roi_arg(roi: str | None) -> str | None:
     raise ValueError(f"roi must be 'auto' or 'none', got {roi!r}")
 
 
-def describe(gray: np.ndarray, *, levels: int, roi: str | None, max_side: int | None) -> tuple[tuple[str, ...], np.ndarray]:
-    """Texture features of one grey image: (names, finite float64 values). Raises BadFrameError."""
-    from inspector.texture.features import extract
+#: the named feature families; ``mazda`` is the seed's 281 features (inspector.texture.features)
+FAMILIES: tuple[str, ...] = ("mazda", "lbp")
+DEFAULT_FAMILIES: tuple[str, ...] = ("mazda",)
 
-    fv = extract(limit_size(gray, max_side), levels=levels, roi=roi_arg(roi))
-    values = np.asarray(fv.values, dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        names = [n for n, b in zip(fv.names, bad) if b]
-        raise BadFrameError(f"non-finite texture features: {', '.join(names[:5])}{'…' if len(names) > 5 else ''}",
-                            "features")
-    return tuple(fv.names), values
+
+def parse_families(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """``"mazda,lbp"`` → ("mazda", "lbp") in the canonical order; None → the default. Raises ValueError."""
+    if spec is None:
+        return DEFAULT_FAMILIES
+    items = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    bad = [f for f in items if f not in FAMILIES]
+    if bad or not items:
+        raise ValueError(f"unknown feature famil(ies) {', '.join(bad) or repr(spec)} (known: {', '.join(FAMILIES)})")
+    return tuple(f for f in FAMILIES if f in items)
+
+
+def describe_families(gray: np.ndarray, *, levels: int, roi: str | None, max_side: int | None,
+                      families: tuple[str, ...] = DEFAULT_FAMILIES) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """Features of one grey image per family: {family: (names, finite float64 values)}. Raises BadFrameError.
+
+    The ROI is found once (after the downscale) and shared by every family."""
+    from inspector.texture.preprocess import resolve_roi, to_grayscale
+
+    g = to_grayscale(limit_size(gray, max_side))
+    mask = resolve_roi(g, roi_arg(roi))
+    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    for fam in families:
+        if fam == "mazda":
+            from inspector.texture.features import extract
+
+            fv = extract(g, levels=levels, roi=mask)
+            names, values = tuple(fv.names), np.asarray(fv.values, dtype=np.float64)
+        elif fam == "lbp":
+            from inspector.texture.lbp import lbp_features, lbp_names
+
+            names, values = lbp_names(), lbp_features(g, mask)
+        else:
+            raise ValueError(f"unknown feature family {fam!r} (known: {', '.join(FAMILIES)})")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            shown = [n for n, b in zip(names, bad) if b]
+            raise BadFrameError(f"non-finite texture features: {', '.join(shown[:5])}{'…' if len(shown) > 5 else ''}",
+                                "features")
+        out[fam] = (names, values)
+    return out
+
+
+def describe(gray: np.ndarray, *, levels: int, roi: str | None, max_side: int | None,
+             families: tuple[str, ...] = DEFAULT_FAMILIES) -> tuple[tuple[str, ...], np.ndarray]:
+    """Texture features of one grey image, families concatenated: (names, finite float64 values)."""
+    per = describe_families(gray, levels=levels, roi=roi, max_side=max_side, families=families)
+    names = tuple(n for fam in per for n in per[fam][0])
+    return names, np.concatenate([per[fam][1] for fam in per])

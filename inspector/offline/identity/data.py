@@ -179,3 +179,14 @@ def train_val_split(frame_labels: np.ndarray, val_fraction: float = 0.2, seed: i
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return Split(0, np.sort(np.concatenate(train)), np.sort(np.concatenate(val)), np.array([], np.int64))
+
+
+def subset_per_class(data: TileDataset, n: int) -> TileDataset:
+    """The first ``n`` frames (file order) of every class, with their tiles (smoke runs and tests)."""
+    keep = np.concatenate([np.flatnonzero(data.frame_labels == c)[:n] for c in range(data.num_classes)])
+    remap = {int(old): new for new, old in enumerate(keep)}
+    tiles = np.flatnonzero(np.isin(data.frame_ids, keep))
+    return TileDataset(classes=data.classes, frames=[data.frames[i] for i in keep],
+                       frame_labels=data.frame_labels[keep], tiles=data.tiles[tiles], labels=data.labels[tiles],
+                       frame_ids=np.array([remap[int(f)] for f in data.frame_ids[tiles]], np.int32),
+                       origins=[data.origins[i] for i in keep], tile=data.tile)

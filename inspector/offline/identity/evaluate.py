@@ -109,28 +109,53 @@ class CVResult:
 
 def cross_validate(data: TileDataset, cfg: TrainConfig, *, folds: int = 5, grid: bool = False,
                    lrs: tuple[float, ...] = PAPER_LRS, batches: tuple[int, ...] = PAPER_BATCHES,
-                   split_seed: int = 0, progress: bool = True) -> CVResult:
-    """Run the cross-validation; tiles of a frame are only ever in one of train / val / test."""
+                   split_seed: int = 0, progress: bool = True, splits: list[Split] | None = None) -> CVResult:
+    """Run the cross-validation; tiles of a frame are only ever in one of train / val / test.
+
+    ``splits``: explicit frame splits (e.g. grouped by product/session); default the paper's stratified
+    k-fold by frame (:func:`data.cv_splits`). With cached features (``train.uses_cached_features``) the
+    frozen backbone runs once for the whole data set and every fold trains its tail on the cache; test
+    probabilities then come from the tail (equal to the full model up to the cache's float16 rounding).
+    """
     from tqdm import tqdm
 
-    from inspector.offline.identity.train import config_dict, fit, grid_search, predict_probs, resolve_weights
     from inspector.offline.identity.backbones import get_spec
+    from inspector.offline.identity.train import (
+        config_dict, effective_train_layers, fit, grid_search, predict_probs, resolve_weights, uses_cached_features,
+    )
 
     cfg.check()
     weights, wdesc = resolve_weights(cfg.backbone, cfg.weights)
     mode = get_spec(cfg.backbone).preprocess_mode
+    feats = None
+    if uses_cached_features(cfg, weights):
+        from inspector.offline.identity import fast
+        from inspector.offline.identity.embeddings import compute_features
+
+        feats = compute_features(data, cfg.backbone, weights, cache_dir=cfg.cache_dir, progress=progress)
+        tail_mode = effective_train_layers(cfg, weights)
+    splits = cv_splits(data.frame_labels, folds, split_seed) if splits is None else splits
     results: list[FoldResult] = []
     first_model = None
-    for split in tqdm(cv_splits(data.frame_labels, folds, split_seed), desc="cross-validation", unit="fold",
-                      disable=not progress):
+    for split in tqdm(splits, desc="cross-validation", unit="fold", disable=not progress):
         tr, va, te = (data.tile_indices(s) for s in (split.train, split.val, split.test))
-        desc = f"fold {split.fold + 1}/{folds}"
-        if grid:
-            g = grid_search(data, tr, va, cfg, lrs=lrs, batches=batches, progress=progress, desc=desc)
-            res = g.best
+        desc = f"fold {split.fold + 1}/{len(splits)}"
+        if feats is not None:
+            args = (feats, data.labels, data.frame_ids, tr, va, cfg, data.num_classes)
+            if grid:
+                g = fast.grid_cached(*args, mode=tail_mode, lrs=lrs, batches=batches, progress=progress)
+                res = g.best
+                tail = fast.tail_model(res.model, tail_mode, feats.spec.boundary_layer)
+            else:
+                g, (res, tail) = None, fast.fit_cached(*args, mode=tail_mode, progress=progress, desc=desc)
+            probs = fast.tail_probs(tail, feats, tail_mode, te)
         else:
-            g, res = None, fit(data, tr, va, cfg, progress=progress, desc=desc)
-        probs = predict_probs(res.model, data.tiles[te], mode)
+            if grid:
+                g = grid_search(data, tr, va, cfg, lrs=lrs, batches=batches, progress=progress, desc=desc)
+                res = g.best
+            else:
+                g, res = None, fit(data, tr, va, cfg, progress=progress, desc=desc)
+            probs = predict_probs(res.model, data.tiles[te], mode)
         y_true, y_pred = data.labels[te], probs.argmax(axis=1)
         fids, fprobs = frame_probabilities(probs, data.frame_ids[te])
         f_true, f_pred = data.frame_labels[fids], fprobs.argmax(axis=1)

@@ -225,8 +225,10 @@ def _config_lines(cfg: dict[str, Any]) -> list[str]:
 
 
 def write_cv_report(result: CVResult, data: TileDataset, out_dir: str | Path, *,
-                    command: str = "", gradcam: bool = True) -> dict[str, Path]:
-    """Write the cross-validation report folder; returns the written files by role."""
+                    command: str = "", gradcam: bool = True, protocol: str | None = None) -> dict[str, Path]:
+    """Write the cross-validation report folder; returns the written files by role.
+
+    ``protocol``: how the folds were made, for the report (default: the paper's k-fold by frame)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
@@ -256,9 +258,10 @@ def write_cv_report(result: CVResult, data: TileDataset, out_dir: str | Path, *,
     files["metrics"] = out / "metrics.json"
     files["metrics"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    md = [f"# Excipient identity — {k}-fold cross-validation by source frame", "",
-          f"Data: {data.summary()}. Per fold and class: test = 1/{k} of the frames, validation = the next "
-          f"1/{k}, training = the rest; tiles of a frame never leave its set.", "", "## Configuration", "",
+    protocol = protocol or (f"Per fold and class: test = 1/{k} of the frames, validation = the next 1/{k}, "
+                            "training = the rest")
+    md = [f"# Excipient identity — {k}-fold cross-validation", "",
+          f"Data: {data.summary()}. {protocol} Tiles of a frame never leave its set.", "", "## Configuration", "",
           *_config_lines(result.config),
           f"- hyper-parameters: {'grid lr × batch per fold, best by validation accuracy' if result.grid_used else 'fixed lr/batch'}",
           "", "## Results", "",

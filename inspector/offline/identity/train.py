@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.offline.identity.backbones import describe_weights, get_spec, imagenet_weights_path
+from inspector.offline.identity.backbones import BACKBONES, describe_weights, get_spec, imagenet_weights_path
 from inspector.offline.identity.data import TileDataset
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,11 +42,15 @@ class TrainConfig:
     patience: int = 10
     hidden: int = 256
     dropout: float = 0.5
-    train_layers: str = "auto"  # "last_block" (paper) | "all" | "auto": all when trained from scratch
+    train_layers: str = "auto"  # "head" | "last_block" (paper) | "all" | "auto": all when trained from scratch
     augment: bool = False  # random flips / quarter turns (not in the paper)
     seed: int = 0
     tile: int = 224
     threads: int = 2
+    # "auto": frozen-backbone features computed once and cached (embeddings.py) whenever the backbone is
+    # pretrained, supports it and only the head / last block train; "cached" forces it, "end_to_end" never.
+    features: str = "auto"
+    cache_dir: str | None = None  # feature cache (default embeddings.default_cache_dir())
 
     def check(self) -> None:
         get_spec(self.backbone)
@@ -55,8 +59,10 @@ class TrainConfig:
         if self.batch < 1 or self.epochs < 1 or self.patience < 0:
             raise InspectorError(
                 f"batch and epochs must be >= 1 and patience >= 0 (got {self.batch}, {self.epochs}, {self.patience})")
-        if self.train_layers not in ("auto", "last_block", "all"):
-            raise InspectorError(f"train layers must be auto, last_block or all, got {self.train_layers!r}")
+        if self.train_layers not in ("auto", "head", "last_block", "all"):
+            raise InspectorError(f"train layers must be auto, head, last_block or all, got {self.train_layers!r}")
+        if self.features not in ("auto", "cached", "end_to_end"):
+            raise InspectorError(f"features must be auto, cached or end_to_end, got {self.features!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InspectorError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -116,6 +122,18 @@ def resolve_weights(backbone: str, weights: str | None) -> tuple[str | None, str
             return None, "none — ImageNet weights not available (not in the Keras cache); trained from scratch"
         return "imagenet", describe_weights("imagenet")
     return str(weights), describe_weights(weights)
+
+
+def uses_cached_features(cfg: TrainConfig, weights: str | None) -> bool:
+    """Whether training runs on cached frozen-backbone features (see ``TrainConfig.features``)."""
+    spec = get_spec(cfg.backbone)
+    possible = (bool(spec.boundary_layer) and weights is not None
+                and effective_train_layers(cfg, weights) in ("head", "last_block") and not cfg.augment)
+    if cfg.features == "cached" and not possible:
+        raise InspectorError(f"cached features need a pretrained backbone that supports them "
+                             f"({', '.join(n for n, b in BACKBONES.items() if b.boundary_layer)}), "
+                             "--train-layers head or last_block, and no --augment")
+    return possible and cfg.features != "end_to_end"
 
 
 def effective_train_layers(cfg: TrainConfig, weights: str | None) -> str:
@@ -294,98 +312,6 @@ def config_dict(cfg: TrainConfig, weights_used: str | None, weights_description:
     d["weights"] = weights_description
     d["weights_loaded"] = weights_used is not None
     d["train_layers"] = effective_train_layers(cfg, weights_used)
+    d["features"] = "cached" if uses_cached_features(cfg, weights_used) else "end_to_end"
     d["preprocess_mode"] = get_spec(cfg.backbone).preprocess_mode
     return d
-
-
-@dataclass
-class TrainingOutcome:
-    """A finished final training: the exported model version and what went into it."""
-
-    model_dir: Any  # inspector.modelrepo.ModelDir
-    fit: FitResult
-    grid: GridResult | None
-    classes: list[str]
-    config: dict[str, Any]
-    val_metrics: dict[str, Any]
-    report_files: dict[str, Any] = field(default_factory=dict)
-
-
-def train_identity(data_dir: Any, out_dir: Any, cfg: TrainConfig, *, name: str | None = None,
-                   version: str | None = None, grid: bool = False, lrs: tuple[float, ...] = PAPER_LRS,
-                   batches: tuple[int, ...] = PAPER_BATCHES, val_fraction: float = 0.2, split_seed: int = 0,
-                   report_dir: Any = None, keras_path: Any = None, command: str = "",
-                   progress: bool = True) -> TrainingOutcome:
-    """Train on every frame of ``data_dir`` (frame-wise train / validation split) and export the model
-    version folder ``out_dir`` (``models/<name>/<version>``: ONNX + head + manifest, through
-    :func:`inspector.offline.identity.export.export_model`). ``name`` / ``version`` default to the folder's
-    parent name / own name. ``keras_path``: also save the Keras model there (+ ``.json`` with classes).
-    """
-    import json
-    from pathlib import Path
-
-    import keras
-    import tensorflow as tf
-
-    from inspector.offline.identity.data import dataset_sha256, load_dataset, train_val_split
-    from inspector.offline.identity.metrics import classification_metrics, confusion_matrix, frame_probabilities
-    from inspector.offline.identity.export import export_model
-    from inspector.identity.tiling import preprocess
-    from inspector.modelrepo import MANIFEST, _NAME_RE
-
-    cfg.check()
-    out = Path(out_dir)
-    name = name or out.resolve().parent.name
-    version = version or out.name
-    if not _NAME_RE.match(name) or not _NAME_RE.match(version):
-        raise InspectorError(f"invalid model name/version {name!r}/{version!r} (letters, digits, . _ -)")
-    if (out / MANIFEST).exists():
-        raise InspectorError(f"{out} already holds a model version; choose another --out")
-    if keras_path is not None and not str(keras_path).endswith(".keras"):
-        raise InspectorError(f"--keras must name a .keras file, got {keras_path}")
-    data = load_dataset(data_dir, tile=cfg.tile, progress=progress)
-    log.info("data: %s", data.summary())
-    split = train_val_split(data.frame_labels, val_fraction, split_seed)
-    tr, va = data.tile_indices(split.train), data.tile_indices(split.val)
-    weights, wdesc = resolve_weights(cfg.backbone, cfg.weights)
-    g = grid_search(data, tr, va, cfg, lrs=lrs, batches=batches, progress=progress) if grid else None
-    res = g.best if g is not None else fit(data, tr, va, cfg, progress=progress)
-    spec = get_spec(cfg.backbone)
-    probs = predict_probs(res.model, data.tiles[va], spec.preprocess_mode)
-    val_metrics = classification_metrics(confusion_matrix(data.labels[va], probs.argmax(1), data.num_classes),
-                                         data.classes)
-    fids, fprobs = frame_probabilities(probs, data.frame_ids[va])
-    frame_acc = float(np.mean(fprobs.argmax(1) == data.frame_labels[fids]))
-    conf = config_dict(cfg, weights, wdesc)
-    metrics = {"validation": {"tile_accuracy": val_metrics["accuracy"], "tile_mean_f1": val_metrics["mean_f1"],
-                              "frame_accuracy": frame_acc, "tiles": int(len(va)), "frames": int(len(split.val)),
-                              "per_class": val_metrics["per_class"]},
-               "note": "validation split of the training data; `inspector evaluate identity` gives k-fold CV"}
-    root = Path(data_dir)
-    training = {
-        "command": command, "data_dir": str(data_dir), "data_sha256": dataset_sha256(data.frames),
-        "frames": len(data.frames), "tiles": int(len(data.tiles)), "config": conf,
-        "lr": res.lr, "batch": res.batch, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "grid": g.to_dict() if g is not None else None,
-        "split": {"train_frames": [str(data.frames[i].relative_to(root)) for i in split.train],
-                  "val_frames": [str(data.frames[i].relative_to(root)) for i in split.val]},
-        "history": {k: [round(v, 5) for v in vals] for k, vals in res.history.items()},
-        "framework": {"tensorflow": tf.__version__, "keras": keras.__version__},
-    }
-    check = preprocess(data.tiles[va[:: max(1, len(va) // 16)][:16]], spec.preprocess_mode)
-    md = export_model(res.model, out, name=name, version=version, classes=data.classes, backbone=spec.name,
-                      preprocess_mode=spec.preprocess_mode, metrics=metrics, training=training,
-                      check_tiles=check)
-    if keras_path is not None:
-        kp = Path(keras_path)
-        kp.parent.mkdir(parents=True, exist_ok=True)
-        res.model.save(str(kp))
-        kp.with_suffix(".json").write_text(json.dumps({"classes": data.classes, "backbone": spec.name,
-                                                       "config": conf}, indent=2) + "\n", encoding="utf-8")
-    files = {}
-    if report_dir is not None:
-        from inspector.offline.identity.report import write_training_report
-
-        files = write_training_report(res, g, conf, val_metrics, report_dir, command=command)
-    return TrainingOutcome(model_dir=md, fit=res, grid=g, classes=data.classes, config=conf,
-                           val_metrics=val_metrics, report_files=files)

@@ -44,6 +44,13 @@ def _data_args(p: argparse.ArgumentParser, *, roi_default: str) -> None:
                    help="use a seeded random sample of N images per class (quick runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampling and the ANN (default 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    p.add_argument("--task", choices=("binary", "multiclass", "oneclass", "patches"), default="binary",
+                   help="binary: defect folders vs the good folder (default); multiclass: defect typing, every "
+                        "folder a class; oneclass: learn the good folder only, defects are novelties; patches: "
+                        "one-class novelty of the worst tablet-surface patch (the default tablet model)")
+    p.add_argument("--features", default="mazda", metavar="mazda,lbp",
+                   help="feature families: mazda (the 281 seed features), lbp (rotation-invariant uniform LBP "
+                        "histograms, 3 radii) (default mazda)")
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
@@ -61,8 +68,20 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     ev.add_argument("--report", type=Path, required=True, metavar="OUT_DIR",
                     help="where metrics.json, results.csv, report.md and the PNG charts go")
     ev.add_argument("--classifiers", default="all", metavar="svm,knn,nb,ann", help="classifiers (default all)")
-    ev.add_argument("--feature-sets", default="all,cs15,gr15,rf15,pair", metavar="all,cs15,gr15,rf15,pair",
-                    help="feature sets (default all five)")
+    ev.add_argument("--feature-sets", default=None, metavar="all,cs15,gr15,rf15,pair",
+                    help="feature sets; cs<k>/gr<k>/rf<k> keep the top k (default: all,cs15,gr15,rf15,pair; "
+                         "multiclass: all,cs15,gr15,rf15; oneclass: all)")
+    ev.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="multiclass/oneclass: repeat the protocol on N random splits (seeds SEED…SEED+N-1) and "
+                         "report mean ± sd (default 1)")
+    ev.add_argument("--detectors", default="mcd,gaussian,ocsvm,iforest", metavar="mcd,gaussian,ocsvm,iforest",
+                    help="oneclass: novelty detectors to compare (default all four)")
+    ev.add_argument("--frr", type=float, default=0.05, help="oneclass: false-reject rate of the operating point "
+                    "on held-out good images (default 0.05)")
+    ev.add_argument("--model", type=Path, default=None, metavar="MODEL_DIR",
+                    help="patches: the trained patch model to evaluate on DATA_DIR (a synthetic tablet set)")
+    ev.add_argument("--cache", type=Path, default=None, metavar="CSV",
+                    help="feature cache file (default REPORT/features.csv)")
     ev.set_defaults(func=run_evaluate)
 
     tr = groups["train"].add_parser(
@@ -75,9 +94,15 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
                     help="model version folder, e.g. models/tablet-defect-default/1")
     tr.add_argument("--name", default=None, help="model name (default: the parent folder of --out)")
     tr.add_argument("--version", default=None, help="model version (default: the name of --out)")
-    tr.add_argument("--feature-set", default="cs15", choices=("all", "cs15", "gr15", "rf15", "pair"),
-                    help="features the model uses (default cs15)")
-    tr.add_argument("--classifier", default="svm", choices=("svm", "knn", "nb", "ann"), help="(default svm)")
+    tr.add_argument("--feature-set", default="cs15", metavar="all|cs15|gr15|rf15|pair|cs<k>|gr<k>|rf<k>",
+                    help="features the model uses (default cs15; oneclass: all, reduced by PCA)")
+    tr.add_argument("--classifier", default="svm", choices=("svm", "knn", "nb", "ann", "svmt", "rbf"),
+                    help="svmt/rbf: linear/RBF SVM tuned by inner CV (default svm)")
+    tr.add_argument("--detector", default="mcd", choices=("mcd", "gaussian", "ocsvm", "iforest"),
+                    help="oneclass/patches: novelty detector (default mcd, robust Mahalanobis; patches: mcd or gaussian)")
+    tr.add_argument("--tiles", type=int, default=8, help="patches: grid cells across the tablet (default 8)")
+    tr.add_argument("--frr", type=float, default=0.05,
+                    help="oneclass: false-reject rate on held-out good images that sets the threshold (default 0.05)")
     tr.add_argument("--threshold", type=float, default=0.5, help="reject when P(defect) >= this (default 0.5)")
     tr.add_argument("--cache", type=Path, default=None, metavar="CSV", help="feature cache file (optional)")
     tr.add_argument("--force", action="store_true", help="replace a model already in --out")
@@ -92,7 +117,7 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     cli_features.register(sub, groups)
 
 
-def _scan(args: argparse.Namespace):
+def _scan(args: argparse.Namespace, *, require_negative: bool = True):
     from inspector.offline.texture.dataset import scan_image_folder
 
     if args.max_images_per_class is not None and args.max_images_per_class < 1:
@@ -102,10 +127,25 @@ def _scan(args: argparse.Namespace):
     if not 2 <= args.levels <= 256:
         raise ConfigError("--levels must be between 2 and 256")
     return scan_image_folder(args.data_dir, negative=args.negative, positives=_csv(args.positive),
-                             max_per_class=args.max_images_per_class, seed=args.seed)
+                             max_per_class=args.max_images_per_class, seed=args.seed,
+                             require_negative=require_negative,
+                             min_classes=1 if getattr(args, "task", "binary") in ("oneclass", "patches") else 2)
+
+
+def _families(args: argparse.Namespace) -> tuple[str, ...]:
+    from inspector.texture.describe import parse_families
+
+    try:
+        return parse_families(args.features)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.task != "binary":
+        from inspector.offline.texture.cli_tasks import evaluate_task
+
+        return evaluate_task(args)
     from inspector.offline.texture.classifiers import parse_classifiers
     from inspector.offline.texture.dataset import extract_table
     from inspector.offline.texture.experiment import run_experiment
@@ -116,16 +156,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         classifiers = parse_classifiers(args.classifiers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    feature_sets = _csv(args.feature_sets) or list(FEATURE_SETS)
-    bad = [f for f in feature_sets if f not in FEATURE_SETS]
-    if bad:
-        raise ConfigError(f"unknown feature set(s) {', '.join(bad)} (known: {', '.join(FEATURE_SETS)})")
+    feature_sets = parse_feature_sets(args.feature_sets, list(FEATURE_SETS))
     if args.protocol == "cv" and args.folds < 2:
         raise ConfigError("--folds must be at least 2")
     folder = _scan(args)
     args.report.mkdir(parents=True, exist_ok=True)
     table = extract_table(folder, levels=args.levels, roi=args.roi, max_side=args.max_side,
-                          cache=args.report / "features.csv", progress=args.progress)
+                          cache=args.cache or args.report / "features.csv", progress=args.progress,
+                          families=_families(args))
     if table.skipped:
         log.warning("%d image(s) skipped (listed in the report)", len(table.skipped))
     if args.protocol == "loo" and len(table.labels) > 400:
@@ -145,7 +183,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_feature_sets(spec: str | None, default: list[str]) -> list[str]:
+    from inspector.offline.texture.selection import parse_feature_set
+
+    sets = _csv(spec) or list(default)
+    for f in sets:
+        try:
+            parse_feature_set(f)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return sets
+
+
 def run_train(args: argparse.Namespace) -> int:
+    if args.task != "binary":
+        from inspector.offline.texture.cli_tasks import train_task
+
+        return train_task(args)
     from inspector.offline.texture.dataset import extract_table
     from inspector.offline.texture.train import fit_model, save_model
 
@@ -158,7 +212,7 @@ def run_train(args: argparse.Namespace) -> int:
     version = args.version or out.name
     folder = _scan(args)
     table = extract_table(folder, levels=args.levels, roi=args.roi, max_side=args.max_side, cache=args.cache,
-                          progress=args.progress)
+                          progress=args.progress, families=_families(args))
     model = fit_model(table, negative=folder.negative, positives=folder.positives, feature_set=args.feature_set,
                       classifier=args.classifier, seed=args.seed)
     md = save_model(
@@ -189,7 +243,8 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
                       ("--positive", args.positive), ("--feature-set", args.feature_set),
                       ("--classifier", args.classifier), ("--levels", args.levels), ("--roi", args.roi),
                       ("--max-side", args.max_side), ("--max-images-per-class", args.max_images_per_class),
-                      ("--seed", args.seed), ("--threshold", args.threshold)):
+                      ("--seed", args.seed), ("--threshold", args.threshold), ("--task", args.task),
+                      ("--features", args.features)):
         if val is not None:
             out += [flag, str(val)]
     return out

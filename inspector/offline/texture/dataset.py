@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import BadFrameError, InspectorError
-from inspector.texture.describe import describe, limit_size, roi_arg  # noqa: F401  (re-exported)
+from inspector.texture.describe import (  # noqa: F401  (describe, limit_size re-exported)
+    DEFAULT_FAMILIES,
+    describe,
+    describe_families,
+    limit_size,
+    parse_families,
+    roi_arg,
+)
 
 #: accepted image extensions, in the priority used when several files share a stem
 IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".png")
@@ -44,7 +51,7 @@ class ImageFolder:
 
     root: Path
     classes: dict[str, list[Path]]
-    negative: str
+    negative: str | None  # None only for a multi-class set without a good class
     positives: list[str]
 
     @property
@@ -102,17 +109,22 @@ def scan_image_folder(
     positives: list[str] | None = None,
     max_per_class: int | None = None,
     seed: int = 0,
+    require_negative: bool = True,
+    min_classes: int = 2,
 ) -> ImageFolder:
     """Scan ``root``; raise :class:`DatasetError` on a missing root, an empty class or unclear roles.
 
     ``max_per_class`` keeps a seeded random sample of that many images per class (quick runs).
+    ``min_classes=1`` (one-class training): a lone good folder is fine.
+    ``require_negative=False`` (multi-class typing): a data set without a good class is fine
+    (``negative`` is then None and every folder is a defect class).
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DatasetError(f"{root} needs one sub-folder per class (at least two), found {len(class_dirs)}")
+    if len(class_dirs) < min_classes:
+        raise DatasetError(f"{root} needs one sub-folder per class (at least {min_classes}), found {len(class_dirs)}")
     classes: dict[str, list[Path]] = {}
     for d in class_dirs:
         imgs = _images_in(d)
@@ -124,6 +136,8 @@ def scan_image_folder(
         classes[d.name] = imgs
     if negative is None:
         cands = [c for c in classes if _is_negative_name(c)]
+        if not cands and not require_negative:
+            return ImageFolder(root=root, classes=classes, negative=None, positives=list(classes))
         if len(cands) != 1:
             found = ", ".join(cands) if cands else "none"
             raise DatasetError(
@@ -210,6 +224,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def family_cache_path(cache: Path, family: str) -> Path:
+    """Cache file of one feature family: ``cache`` itself for ``mazda``, ``<stem>-<family>.csv`` otherwise."""
+    return cache if family == "mazda" else cache.with_name(f"{cache.stem}-{family}{cache.suffix or '.csv'}")
+
+
 def extract_table(
     folder: ImageFolder,
     *,
@@ -218,52 +237,81 @@ def extract_table(
     max_side: int | None = None,
     cache: str | Path | None = None,
     progress: bool = True,
+    families: tuple[str, ...] = DEFAULT_FAMILIES,
 ) -> FeatureTable:
     """Extract the texture features of every image once (tqdm bar), reusing ``cache`` rows whose file
-    sha256 and extraction parameters match. Unreadable or indescribable images are skipped and listed."""
+    sha256 and extraction parameters match (one cache file per feature family, so adding ``lbp``
+    never recomputes ``mazda``). Unreadable or indescribable images are skipped and listed."""
     from tqdm import tqdm
 
+    families = parse_families(families)
     params = {"levels": int(levels), "roi": "auto" if roi_arg(roi) else "none", "max_side": max_side}
+    fam_params = {f: params if f == "mazda" else {**params, "family": f} for f in families}
     cache_path = Path(cache) if cache else None
-    cached_names, cached = _read_cache(cache_path, params) if cache_path else (None, {})
-    names: tuple[str, ...] | None = cached_names
-    rows: list[dict] = []
+    cached: dict[str, dict[str, dict]] = {}
+    names: dict[str, tuple[str, ...] | None] = {}
+    for f in families:
+        got = _read_cache(family_cache_path(cache_path, f), fam_params[f]) if cache_path else (None, {})
+        names[f], cached[f] = got
+    rows: dict[str, list[dict]] = {f: [] for f in families}
     items = [(c, p) for c, ps in folder.classes.items() for p in ps]
     n_cached = 0
     for cls, path in tqdm(items, desc="texture features", unit="img", disable=not progress):
         digest = _sha256(path)
         rel = str(path.relative_to(folder.root))
-        hit = cached.get(digest)
-        if hit is not None:
-            rows.append({**hit, "path": rel, "class": cls})
+        hits = {f: cached[f].get(digest) for f in families}
+        missing = tuple(f for f in families if hits[f] is None)
+        if not missing:
             n_cached += 1
-            continue
-        try:
-            got_names, values = describe(load_gray(path), levels=levels, roi=roi, max_side=max_side)
-        except BadFrameError as e:
-            rows.append({"sha256": digest, "path": rel, "class": cls, "status": "skipped", "reason": str(e),
-                         "values": None})
-            continue
-        if names is None:
-            names = got_names
-        elif got_names != names:
-            raise DatasetError(f"feature names changed between images (at {rel}); delete the cache {cache_path}")
-        rows.append({"sha256": digest, "path": rel, "class": cls, "status": "ok", "reason": "", "values": values})
-    if names is None:
-        raise DatasetError(f"no image of {folder.root} could be described (all {len(rows)} skipped)")
+        got: dict[str, Any] = {}
+        reason = ""
+        if missing:
+            try:
+                got = describe_families(load_gray(path), levels=levels, roi=roi, max_side=max_side, families=missing)
+            except BadFrameError as e:
+                reason = str(e)
+        for f in families:
+            if hits[f] is not None:
+                rows[f].append({**hits[f], "path": rel, "class": cls})
+            elif reason:
+                rows[f].append({"sha256": digest, "path": rel, "class": cls, "status": "skipped", "reason": reason,
+                                "values": None})
+            else:
+                fn, values = got[f]
+                if names[f] is None:
+                    names[f] = fn
+                elif fn != names[f]:
+                    raise DatasetError(f"feature names changed between images (at {rel}); delete the cache "
+                                       f"{family_cache_path(cache_path, f) if cache_path else ''}")
+                rows[f].append({"sha256": digest, "path": rel, "class": cls, "status": "ok", "reason": "",
+                                "values": values})
+    for f in families:
+        if names[f] is None:
+            raise DatasetError(f"no image of {folder.root} could be described (all {len(rows[f])} skipped)")
     if cache_path is not None:  # keep rows of images outside this run (e.g. a quick run's sample)
-        seen = {r["sha256"] for r in rows}
-        _write_cache(cache_path, params, names, rows + [r for d, r in cached.items() if d not in seen])
-    ok = [r for r in rows if r["status"] == "ok"]
-    X = np.vstack([r["values"] for r in ok]) if ok else np.empty((0, len(names)))
+        for f in families:
+            seen = {r["sha256"] for r in rows[f]}
+            _write_cache(family_cache_path(cache_path, f), fam_params[f], names[f],
+                         rows[f] + [r for d, r in cached[f].items() if d not in seen])
+    n = len(items)
+    ok_rows = [i for i in range(n) if all(rows[f][i]["status"] == "ok" for f in families)]
+    all_names = tuple(nm for f in families for nm in names[f])  # type: ignore[union-attr]
+    first = rows[families[0]]
+    X = (np.hstack([np.vstack([rows[f][i]["values"] for i in ok_rows]) for f in families]) if ok_rows
+         else np.empty((0, len(all_names))))
+    skipped = []
+    for i in range(n):
+        bad = [rows[f][i] for f in families if rows[f][i]["status"] != "ok"]
+        if bad:
+            skipped.append({"path": first[i]["path"], "class": first[i]["class"], "reason": bad[0]["reason"]})
     table = FeatureTable(
-        names=names,
+        names=all_names,
         X=X,
-        labels=[r["class"] for r in ok],
-        paths=[r["path"] for r in ok],
-        sha256=[r["sha256"] for r in ok],
-        skipped=[{"path": r["path"], "class": r["class"], "reason": r["reason"]} for r in rows if r["status"] != "ok"],
-        params={**params, "cached": n_cached},
+        labels=[first[i]["class"] for i in ok_rows],
+        paths=[first[i]["path"] for i in ok_rows],
+        sha256=[first[i]["sha256"] for i in ok_rows],
+        skipped=skipped,
+        params={**params, "families": list(families), "cached": n_cached},
     )
     for c in folder.classes:
         if c not in table.labels:

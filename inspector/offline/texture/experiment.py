@@ -28,7 +28,7 @@ import numpy as np
 
 from inspector.offline.texture.classifiers import CLASSIFIERS, balanced_fit_params, make_pipeline
 from inspector.offline.texture.dataset import DatasetError, FeatureTable
-from inspector.offline.texture.selection import FEATURE_SETS, select_indices
+from inspector.offline.texture.selection import FEATURE_SETS, parse_feature_set, select_indices
 
 PROTOCOLS: tuple[str, ...] = ("loo", "split", "cv")
 #: smallest class size each protocol can run with (selection needs two samples per class per fold)
@@ -215,9 +215,8 @@ def run_experiment(
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
-    bad_fs = [f for f in feature_sets if f not in FEATURE_SETS]
-    if bad_fs:
-        raise ValueError(f"unknown feature set(s) {', '.join(bad_fs)} (known: {', '.join(FEATURE_SETS)})")
+    for f in feature_sets:
+        parse_feature_set(f)  # ValueError on an unknown name
     t0 = time.perf_counter()
     subsets = binary_subsets(table, negative, positives)
     for s in subsets:

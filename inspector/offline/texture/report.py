@@ -17,7 +17,7 @@ import numpy as np
 
 from inspector.offline.texture.classifiers import CLASSIFIER_LABELS
 from inspector.offline.texture.experiment import ExperimentResult
-from inspector.offline.texture.selection import FEATURE_SET_LABELS
+from inspector.offline.texture.selection import feature_set_label
 
 _PROTOCOL_TEXT = {
     "loo": "leave-one-out cross-validation (paper's Experiment I)",
@@ -101,7 +101,7 @@ def bar_chart(result: ExperimentResult, feature_set: str, path: Path) -> None:
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{result.dataset}: {FEATURE_SET_LABELS[feature_set]} — {result.protocol.upper()}", fontsize=10)
+    ax.set_title(f"{result.dataset}: {feature_set_label(feature_set)} — {result.protocol.upper()}", fontsize=10)
     ax.axhline(50, color="grey", lw=0.6, ls=":")
     ax.legend(ncol=len(clfs), fontsize=8, loc="upper center", frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -189,7 +189,7 @@ def _markdown(result: ExperimentResult) -> str:
         "",
     ]
     for k, fs in enumerate(result.feature_sets):
-        md += [f"## Table {k + 1}. {FEATURE_SET_LABELS[fs]}", "", metrics_table(result, fs), "",
+        md += [f"## Table {k + 1}. {feature_set_label(fs)}", "", metrics_table(result, fs), "",
                f"![{fs}](accuracy_{fs}.png)", ""]
     sel = _selected_table(result)
     if sel:

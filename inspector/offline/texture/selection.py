@@ -25,6 +25,7 @@ refit on each training fold: nothing from a test fold reaches selection.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 import numpy as np
@@ -202,7 +203,7 @@ def gain_ratio_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def relieff_scores(X: np.ndarray, y: np.ndarray, n_neighbors: int = 10) -> np.ndarray:
-    """ReliefF weights (binary classes), vectorised; the same algorithm and numbers as skrebate's
+    """ReliefF weights (two or more classes), vectorised; the same algorithm and numbers as skrebate's
     ``ReliefF(categorical_features=[])``.
 
     Features are range-normalised, neighbours found by Manhattan distance; for every instance the
@@ -212,9 +213,7 @@ def relieff_scores(X: np.ndarray, y: np.ndarray, n_neighbors: int = 10) -> np.nd
     every leave-one-out fold; ``tests/texture`` checks that both agree. Constant features get −inf.
     """
     X, codes, k = _check_xy(X, y)
-    if k != 2:
-        raise ValueError("ReliefF here supports two classes")
-    counts = np.bincount(codes)
+    counts = np.bincount(codes, minlength=k)
     if counts.min() < 2:
         raise ValueError("ReliefF needs at least two samples of every class")
     rng_ = np.ptp(X, axis=0)
@@ -228,18 +227,31 @@ def relieff_scores(X: np.ndarray, y: np.ndarray, n_neighbors: int = 10) -> np.nd
 
     D = cdist(Xn, Xn, metric="cityblock")
     np.fill_diagonal(D, np.inf)
-    same = codes[:, None] == codes[None, :]
+    prior = counts / n
     w = np.zeros(Xn.shape[1])
-    for hit in (True, False):
-        Dm = np.where(same == hit, D, np.inf)
-        avail = (counts[codes] - 1) if hit else (n - counts[codes])  # neighbours of that kind per instance
-        kk = np.minimum(n_neighbors, avail)
+    # hits: the same class; misses: each other class c, weighted P(c) / (1 − P(class of x)) (Kononenko
+    # 1994, as WEKA and skrebate do for several classes; with two classes the weight is 1)
+    targets = [(None, -1.0)] + [(c, 1.0) for c in range(k)]
+    for cls, sign in targets:
+        if cls is None:
+            member = codes[:, None] == codes[None, :]
+            avail = counts[codes] - 1
+            weight = np.ones(n)
+        else:
+            member = np.broadcast_to(codes[None, :] == cls, (n, n)) & (codes[:, None] != cls)
+            avail = np.where(codes == cls, 0, counts[cls])
+            weight = np.where(codes == cls, 0.0, prior[cls] / (1.0 - prior[codes]))
+        rows = np.flatnonzero(avail > 0)
+        if rows.size == 0:
+            continue
+        Dm = np.where(member[rows], D[rows], np.inf)
+        kk = np.minimum(n_neighbors, avail[rows])
         kmax = int(kk.max())
-        nn = np.argsort(Dm, axis=1, kind="stable")[:, :kmax]  # (n, kmax)
+        nn = np.argsort(Dm, axis=1, kind="stable")[:, :kmax]  # (m, kmax)
         use = np.arange(kmax)[None, :] < kk[:, None]
-        diff = np.abs(Xn[:, None, :] - Xn[nn])  # (n, kmax, p)
+        diff = np.abs(Xn[rows][:, None, :] - Xn[nn])  # (m, kmax, p)
         contrib = (diff * use[..., None]).sum(1) / kk[:, None]
-        w += (-1.0 if hit else 1.0) * contrib.sum(0)
+        w += sign * (contrib * weight[rows][:, None]).sum(0)
     scores[varying] = w / n
     return scores
 
@@ -383,12 +395,31 @@ class BestPairSelector(SelectorMixin, BaseEstimator):
         return np.array(self.pair_)
 
 
+_RANKERS = {"cs": ("chi2", "chi-square (CS)"), "gr": ("gain_ratio", "gain ratio (GR)"), "rf": ("relieff", "ReliefF (RF)")}
+
+
+def parse_feature_set(feature_set: str) -> tuple[str, int]:
+    """(selector kind, k) of a feature-set name: one of :data:`FEATURE_SETS`, or ``cs<k>`` / ``gr<k>`` /
+    ``rf<k>`` for the top k of a ranker (e.g. ``rf60``). Raises ValueError on anything else."""
+    if feature_set in FEATURE_SETS:
+        return FEATURE_SETS[feature_set]
+    m = re.fullmatch(r"(cs|gr|rf)([1-9][0-9]{0,3})", feature_set)
+    if m:
+        return _RANKERS[m.group(1)][0], int(m.group(2))
+    raise ValueError(f"unknown feature set {feature_set!r} (known: {', '.join(FEATURE_SETS)}, or cs<k>/gr<k>/rf<k>)")
+
+
+def feature_set_label(feature_set: str) -> str:
+    """How reports name a feature set."""
+    if feature_set in FEATURE_SET_LABELS:
+        return FEATURE_SET_LABELS[feature_set]
+    kind, k = parse_feature_set(feature_set)
+    return f"Top {k} by {_RANKERS[feature_set[:2]][1]}"
+
+
 def make_selector(feature_set: str) -> RankSelector | BestPairSelector | None:
-    """Selector for a feature-set name of :data:`FEATURE_SETS` (None for "all")."""
-    try:
-        kind, k = FEATURE_SETS[feature_set]
-    except KeyError:
-        raise ValueError(f"unknown feature set {feature_set!r} (known: {', '.join(FEATURE_SETS)})") from None
+    """Selector for a feature-set name (:func:`parse_feature_set`; None for "all")."""
+    kind, k = parse_feature_set(feature_set)
     if kind == "all":
         return None
     if kind == "pair":

@@ -1,0 +1,1 @@
+"""Line integration (issue 13): acknowledged reject delivery, OPC UA server, reference line controller."""
