@@ -111,3 +111,32 @@ def test_drift_statistic_and_permutation_threshold():
     assert set(permutation_drift_threshold(z[:6], np.zeros(6, int), prec, q=0.99)[1]) == {"3"}
     shifted = z[:20] + 1.0
     assert drift_statistic(shifted, np.zeros(4), prec) > thr
+
+
+def test_evaluation_and_report_on_embeddings(tmp_path):
+    """One LOCO-style split with the linear probe, then the Markdown/CSV/PNG report."""
+    from inspector.offline.identity.openset_eval import evaluate_once, keep_labels, summarise
+    from inspector.offline.identity.openset_report import write_report
+
+    centres = RNG.normal(scale=4.0, size=(5, 12))
+    emb = _gaussian_embeddings(40, centres, 9)
+    known = keep_labels(emb, [0, 1, 2, 3])
+    unknown = {"c4": keep_labels(emb, [4])}
+    kw = {"method": "mahalanobis", "aggregation": "mean", "quantile": 0.99, "k": 5, "bank_size": 512,
+          "drift_dims": 6, "holdout": 0.3}
+    run = evaluate_once(known, unknown, kw, 0, probe=True)
+    rows = run["sets"]["c4"]["rows"]
+    assert set(rows) == {f"{m}/{a}" for m in ("msp", "energy", "mahalanobis", "knn") for a in ("mean", "q90", "max")} | {
+        "today/min_confidence"}
+    assert rows["mahalanobis/mean"]["auroc"] > 0.95 and run["frame_accuracy"] > 0.9
+    summary = summarise([run, run])
+    assert summary["c4"]["rows"]["knn/mean"]["auroc"] == (rows["knn/mean"]["auroc"], 0.0)
+    files = write_report([{"name": "LOCO gaussian: unknown = c4", "kind": "loco", "known_frames": run["known_frames"],
+                           "summary": summary, "example": run, "frame_accuracy": run["frame_accuracy"]}],
+                         {"model": "m/1", "model_sha256": "ab" * 32, "backbone": "none", "command": "test",
+                          "calibration": kw, "repeats": 2, "group_prefix": False}, tmp_path)
+    text = files["report"].read_text()
+    assert "| mahalanobis/mean" in text and "fewest accepted" in text
+    png = next(p for k, p in files.items() if k.startswith("hist:"))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert len(files["csv"].read_text().splitlines()) == 1 + 13

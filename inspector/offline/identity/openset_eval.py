@@ -191,6 +191,10 @@ def run_evaluation(args: Any, kw: dict[str, Any], *, command: str = "") -> dict[
             scenarios.append({"name": f"all classes of {Path(d).name} known, foreign sets unknown", "kind": "foreign",
                               "known_frames": runs[0]["known_frames"], "summary": summarise(runs), "example": runs[0],
                               "frame_accuracy": float(np.mean([r["frame_accuracy"] for r in runs]))})
+    if not scenarios:
+        from inspector.errors import InspectorError
+
+        raise InspectorError("nothing to evaluate: give --known with at least one --foreign, and/or --loco DIR")
     meta = {"model": f"{md.manifest.name}/{md.manifest.version}", "model_sha256": md.manifest.sha256,
             "backbone": (md.manifest.training.get("config") or {}).get("backbone", md.manifest.extra.get("backbone")),
             "command": command, "calibration": kw, "repeats": len(reps), "group_prefix": bool(args.group_prefix)}
