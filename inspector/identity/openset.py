@@ -161,6 +161,14 @@ class OpenSet:
             raise ValueError(f"pooled features have {np.shape(pooled)[1]} dims, the open-set artifact {self.dim}")
         return aggregate_scores(self.tile_scores(self.method, probs, logits, pooled), self.aggregation)
 
+    def check(self, probs: np.ndarray, logits: np.ndarray, pooled: np.ndarray) -> tuple[float, int]:
+        """(frame score, nearest class index) with one Mahalanobis pass: what the inspection needs per frame."""
+        if np.shape(pooled)[1] != self.dim:
+            raise ValueError(f"pooled features have {np.shape(pooled)[1]} dims, the open-set artifact {self.dim}")
+        d = mahalanobis_all(pooled, self.arrays["means"], self.arrays["precision"])
+        tile = d.min(axis=1) if self.method == "mahalanobis" else self.tile_scores(self.method, probs, logits, pooled)
+        return aggregate_scores(tile, self.aggregation), int(np.argmin(d.mean(axis=0)))
+
     def nearest_class(self, pooled: np.ndarray) -> tuple[int, float]:
         """Known class whose mean is nearest (Mahalanobis, mean over tiles) and that mean distance."""
         d = mahalanobis_all(pooled, self.arrays["means"], self.arrays["precision"]).mean(axis=0)

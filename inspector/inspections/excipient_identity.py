@@ -279,9 +279,9 @@ class ExcipientIdentity(Inspection):
         if os_ is None:
             detail["openset"] = "off: model not calibrated (inspector calibrate openset), no unknown-material check"
             return False
-        scores["ood"] = ood = os_.score(probs, cur.head.logits(pooled), pooled)
-        scores["ood_threshold"] = os_.threshold
-        detail.update(openset=f"{os_.method}/{os_.aggregation}", nearest_class=cur.classes[os_.nearest_class(pooled)[0]],
+        ood, nearest = os_.check(probs, cur.head.logits(pooled), pooled)
+        scores.update(ood=ood, ood_threshold=os_.threshold)
+        detail.update(openset=f"{os_.method}/{os_.aggregation}", nearest_class=cur.classes[nearest],
                       embedding=[round(float(v), 4) for v in os_.embed(pooled)])
         return ood > os_.threshold
 

@@ -140,3 +140,19 @@ def test_evaluation_and_report_on_embeddings(tmp_path):
     png = next(p for k, p in files.items() if k.startswith("hist:"))
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert len(files["csv"].read_text().splitlines()) == 1 + 13
+
+
+def test_openset_check_agrees_with_score_and_nearest_class(tmp_path):
+    """The inspection's one-pass check == the separate score and nearest-class functions."""
+    from inspector.identity.openset import OpenSet
+
+    centres = RNG.normal(scale=4.0, size=(3, 10))
+    emb = _gaussian_embeddings(20, centres, 4)
+    arrays, block = calibrate(emb, ["c0", "c1", "c2"], drift_dims=4)
+    np.savez(tmp_path / "o.npz", **arrays)
+    for method in ("mahalanobis", "knn", "energy"):
+        os_ = OpenSet.load(tmp_path / "o.npz", {**block, "method": method}, 3)
+        t = emb.tile_frame == 5
+        s, near = os_.check(emb.probs[t], emb.logits[t], emb.pooled[t])
+        assert s == pytest.approx(os_.score(emb.probs[t], emb.logits[t], emb.pooled[t]))
+        assert near == os_.nearest_class(emb.pooled[t])[0] == emb.frame_labels[5]
