@@ -22,6 +22,7 @@ PLUGINS = [
     "inspector.offline.texture.cli",   # features, train texture, evaluate texture
     "inspector.offline.identity.cli",    # train identity, evaluate identity
     "inspector.offline.identity.cli_export",  # export identity, quantize identity, train identity-default
+    "inspector.offline.identity.openset_cli",  # calibrate openset, evaluate openset, drift report
     "inspector.audit.cli",       # audit verify|export|prune
     "inspector.control.cli",     # control …, keys generate
     "inspector.line.cli",        # line-controller (reference PLC stand-in on the reject channel)

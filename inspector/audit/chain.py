@@ -29,7 +29,7 @@ GENESIS_HASH = "0" * 64
 
 AUDIT_KINDS = (
     "frame", "config", "model_load", "model_reload", "model_refused", "lot_change",
-    "control", "startup", "shutdown", "prune", "camera", "worker_restart",
+    "control", "startup", "shutdown", "prune", "camera", "worker_restart", "lot_summary",
     "reject_ack", "alarm", "line_controller",  # line integration (inspector/line)
 )
 

@@ -35,6 +35,7 @@ from inspector.daemon.children import Children
 from inspector.daemon.endpoints import Endpoints
 from inspector.daemon.health import Health, readiness_reasons
 from inspector.daemon.ledger import Ledger
+from inspector.daemon.drift import LotDrift
 from inspector.daemon.outcomes import Outcomes
 from inspector.daemon.proc import set_title
 from inspector.daemon.publisher import Publisher
@@ -130,6 +131,7 @@ class Supervisor:
                                    secure=lambda sock: secure_server(sock, sec, self.ctx))
         self.outcomes = Outcomes(self.ledger, self.recorder, self.publisher, self.metrics,
                                  log_results=self.cfg.log.results)
+        self.outcomes.listeners.append(LotDrift(self.cfg.models_path(), self.recorder, self.metrics))
         self.metrics.queue_capacity.set(self.cfg.queue.capacity)
         self.metrics.workers_configured.set(self.cfg.workers)
         self.metrics.declare_camera(self.cfg.camera_id())

@@ -3,7 +3,10 @@
 Each frame is cut into its fixed grid of 224×224 tiles (20 for a 1280×960 frame, data bar removed),
 the tiles go through the exported CNN in one ONNX Runtime batch, tile probabilities are aggregated
 into a frame identity with a confidence, and the frame is rejected when the identity differs from
-the expected excipient or the confidence is below ``min_confidence``.
+the expected excipient (``wrong_material``) or the confidence is below ``min_confidence``. A model
+calibrated by ``inspector calibrate openset`` also scores how far the frame is from every known
+class (``ood`` vs ``ood_threshold``, ``inspector.identity.openset``): beyond it the frame is rejected
+as ``unknown_material``; ``detail`` names the nearest class and carries the compact drift embedding.
 
 The expected excipient comes from the frame's context (``expected_excipient``, stamped at
 acquisition from the lot / control channel) and falls back to ``params.expected``. Names match a
@@ -30,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from inspector.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
 from inspector.frame import Frame
 from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, encode_png, frame_overlay, gradcam, normalise
+from inspector.identity.openset import ARTIFACT as OPENSET_ARTIFACT, OpenSet
 from inspector.identity.runtime import ARTIFACTS, DEFAULT_PROVIDERS, OrtModel, check_provider_names
 from inspector.identity.tiling import frame_tiles, preprocess, to_gray_u8
 from inspector.identity.triton_runtime import RemoteIdentityModel, RemoteInferenceError, TritonSettings
@@ -86,6 +90,7 @@ class _Loaded:
     model_dir: ModelDir
     ort: OrtModel | RemoteIdentityModel
     head: DenseHead
+    openset: OpenSet | None = None  # unknown-material check + drift projection, when calibrated
 
     @property
     def classes(self) -> list[str]:
@@ -175,9 +180,13 @@ class ExcipientIdentity(Inspection):
         if head.num_classes != len(md.manifest.classes):
             raise ModelIntegrityError(f"model {md.manifest.name}/{md.manifest.version}: head has "
                                       f"{head.num_classes} classes, manifest {len(md.manifest.classes)}")
-        self.ctx.log.info("excipient_identity: model %s/%s (%s) on %s, classes %s", md.manifest.name,
-                          md.manifest.version, p.precision, ort_model.provider, md.manifest.classes)
-        return _Loaded(md, ort_model, head)
+        block = md.manifest.extra.get("openset")
+        openset = (OpenSet.load(md.artifact(OPENSET_ARTIFACT), block, head.num_classes)
+                   if block and OPENSET_ARTIFACT in md.manifest.artifacts else None)
+        self.ctx.log.info("excipient_identity: model %s/%s (%s) on %s, classes %s, open-set check %s", md.manifest.name,
+                          md.manifest.version, p.precision, ort_model.provider, md.manifest.classes,
+                          f"{openset.method}/{openset.aggregation} > {openset.threshold:.4g}" if openset else "off")
+        return _Loaded(md, ort_model, head, openset)
 
     def model_info(self) -> ModelInfo:
         m = self._current.model_dir.manifest
@@ -247,10 +256,12 @@ class ExcipientIdentity(Inspection):
                                     reason="expected_not_in_model")
         if exp_idx is not None:
             scores["p_expected"] = float(min(1.0, scores_c[exp_idx]))
+        unknown = self._openset(cur, probs, out["pooled"], scores, detail)
         mismatch = exp_idx is not None and exp_idx != idx
         low = conf < self.params.min_confidence
-        verdict = "reject" if (mismatch or low) else "pass"
-        reason = ("wrong_material" if mismatch else "low_confidence") if verdict == "reject" else None
+        verdict = "reject" if (unknown or mismatch or low) else "pass"
+        reason = (("unknown_material" if unknown else "wrong_material" if mismatch else "low_confidence")
+                  if verdict == "reject" else None)
         attachments: list[Attachment] = []
         if self._want_gradcam(verdict):
             t3 = time.perf_counter()
@@ -258,6 +269,21 @@ class ExcipientIdentity(Inspection):
             stages["gradcam"] = time.perf_counter() - t3
         return InspectionResult(verdict=verdict, scores=scores, stages=stages, detail=detail, attachments=attachments,
                                 reason=reason)
+
+    @staticmethod
+    def _openset(cur: _Loaded, probs: np.ndarray, pooled: np.ndarray, scores: dict[str, float],
+                 detail: dict[str, Any]) -> bool:
+        """Unknown-material score (``ood`` vs ``ood_threshold``), nearest known class and the compact
+        drift embedding; True when the frame is beyond the threshold. Uncalibrated models: no check."""
+        os_ = cur.openset
+        if os_ is None:
+            detail["openset"] = "off: model not calibrated (inspector calibrate openset), no unknown-material check"
+            return False
+        ood, nearest = os_.check(probs, cur.head.logits(pooled), pooled)
+        scores.update(ood=ood, ood_threshold=os_.threshold)
+        detail.update(openset=f"{os_.method}/{os_.aggregation}", nearest_class=cur.classes[nearest],
+                      embedding=[round(float(v), 4) for v in os_.embed(pooled)])
+        return ood > os_.threshold
 
     def _want_gradcam(self, verdict: str) -> bool:
         if verdict == "reject":

@@ -99,6 +99,15 @@ class Metrics:
                                       "channel", registry=r)
         self.opcua_calls = Counter("inspector_opcua_method_calls", "OPC UA method calls", ["method", "outcome"],
                                    registry=r)
+        self.lot_drift = Gauge(
+            "inspector_lot_drift", "Identity-embedding mean shift of the lot vs the expected excipient's reference "
+            "(Hotelling-style; NaN before the first embedding); current and previous lot only",
+            ["lot", "excipient"], registry=r)
+        self.lot_drift_threshold = Gauge(
+            "inspector_lot_drift_threshold", "Calibrated alarm threshold of inspector_lot_drift",
+            ["lot", "excipient"], registry=r)
+        self.lot_frames = Gauge("inspector_lot_frames", "Frames of the lot inspected for identity",
+                                ["lot", "excipient"], registry=r)
         self._models: dict[str, tuple[str, str, str]] = {}
         for s in STAGES:  # make every stage series exist from the start (dashboards never see "no data")
             self.stage_seconds.labels(stage=s)
@@ -161,3 +170,11 @@ class Metrics:
                 1 if remote.get("healthy") or remote.get("fallback") == "local" else 0)
         except (AttributeError, KeyError, TypeError, ValueError):  # a malformed detail is not worth a crash
             self.bad_input.labels(kind="malformed_remote_stats").inc()
+
+    def remove_lot(self, lot: str, excipient: str) -> None:
+        """Drop a closed lot's drift series (only the current and the previous lot are exported)."""
+        for g in (self.lot_drift, self.lot_drift_threshold, self.lot_frames):
+            try:
+                g.remove(lot, excipient)
+            except KeyError:
+                pass
