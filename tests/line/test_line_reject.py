@@ -105,7 +105,7 @@ def test_no_controller_from_the_start_alarms_every_reject_on_audit_metrics_and_p
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"alarm.reject_deadline.")
     sub.connect(cfg["publish"]["endpoint"])
-    daemon = start_daemon(cfg_path, "--duration", "3")
+    daemon = start_daemon(cfg_path, "--duration", "6")  # metrics are read while it still runs
     alarms_pub = []
     try:
         wait_ready(cfg, daemon)

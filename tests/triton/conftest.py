@@ -23,6 +23,8 @@ from inspector.offline.triton.server import INSTALL_HINT, TritonInstall, TritonS
 MODEL = "excipient-identity-default"
 OTHER = "identity-other"  # a different artifact, served under another name (sha256 refusal)
 MAX_BATCH = 20
+#: the tests serve version 1 (the small CNN: quick on the CPU test server); any version works the same
+VERSION = "1"
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +34,7 @@ def models_dir(repo_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def model_dir(models_dir: Path) -> ModelDir:
-    return resolve(models_dir, MODEL)
+    return resolve(models_dir, MODEL, VERSION)
 
 
 def other_model(md: ModelDir, dst: Path) -> ModelDir:

@@ -31,7 +31,8 @@ def test_daemon_identity_through_triton_then_server_killed(triton_install, trito
             tmp_path, camera={"driver": "synthetic", "scene": "sem", "width": 1280, "height": 960, "fps": 2},
             workers=1, models_dir=str(repo_root / "models"),
             inspections=[{"name": "excipient_identity", "params": {
-                "min_confidence": 0.0, "gradcam_every_n_passes": 0, "providers": ["CPUExecutionProvider"],
+                "version": "1", "min_confidence": 0.0, "gradcam_every_n_passes": 0,
+                "providers": ["CPUExecutionProvider"],
                 "runtime": "triton", "triton": {"url": server.grpc_url, "timeout_ms": 30_000, "reconnect_s": 0.5}}}])
         proc = start_daemon(cfg_path)  # stopped by SIGTERM once the checks are done (drains, exits 0)
         url = f"http://{cfg['metrics']['listen']}/metrics"

@@ -52,7 +52,8 @@ def _tiles(frames: list[Frame], mode: str) -> np.ndarray:
 
 def _make(models_dir: Path, tmp_path: Path, runtime: str = "triton", **triton) -> ExcipientIdentity:
     ctx = InspectionContext(state_dir=tmp_path / "state", models_dir=models_dir)
-    params = dict(providers=["CPUExecutionProvider"], min_confidence=0.0, gradcam_every_n_passes=1, save_gradcam=False)
+    params = dict(version="1", providers=["CPUExecutionProvider"], min_confidence=0.0, gradcam_every_n_passes=1,
+                  save_gradcam=False)
     if runtime == "triton":
         params.update(runtime="triton", triton=triton)
     return ExcipientIdentity(ExcipientIdentity.Params(**params), ctx)
