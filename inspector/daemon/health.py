@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inspector.ops.metrics import Metrics
@@ -32,8 +32,6 @@ class Health:
     #: until the first frame of the run is inspected (first inferences are slow), allow this long
     first_grace_s: float = 10.0
     _inspected_once: bool = False
-    #: (start, end) monotonic times of past stalls and outages, for tests and the fault benchmark
-    history: list[tuple[str, float, float | None]] = field(default_factory=list)
 
     def on_acquired(self, now: float | None = None) -> None:
         if self.waiting_since is None:
@@ -41,9 +39,7 @@ class Health:
 
     def on_inspected(self) -> None:
         self._inspected_once = True
-        self.waiting_since = None
-        if self.stalled:
-            self._set(False)
+        self.on_idle()
 
     def on_idle(self) -> None:
         """Nothing can be in flight (paused, source finished, acquisition restarted): not a stall."""
@@ -70,7 +66,6 @@ class Health:
         if stalled:
             self.metrics.stalls.inc()
             log.error("stall: frames acquired but none inspected for %.1f s", self.stall_timeout_s)
-            self.history.append(("stall", time.monotonic(), None))
         else:
             log.info("inspection resumed after a stall")
 

@@ -38,7 +38,6 @@ class Outcomes:
         self.next_out = 0
         #: inspection -> can it infer (its inference server answers, or a local fallback is configured)
         self.remote_health: dict[str, bool] = {}
-        self.last_inspected = time.monotonic()
 
     # ------------------------------------------------------------------ endings
     def inspected(self, res: Result) -> bool:
@@ -49,7 +48,6 @@ class Outcomes:
             return False
         self.recorder.inspected(meta, res.decisions, res.worker)
         self._unreleased.append((meta.frame_id, res))
-        self.last_inspected = time.monotonic()
         return True
 
     def dropped(self, frame_id: int, reason: str) -> None:

@@ -408,9 +408,6 @@ class Supervisor:
         reasons = readiness_reasons(self)
         return (not reasons, reasons)
 
-    def frames_flowing(self, within_s: float) -> bool:
-        return self.outcomes is not None and time.monotonic() - self.outcomes.last_inspected < within_s
-
     # ------------------------------------------------------------------ shutdown
     def _shutdown(self) -> None:
         self.stopping = True
