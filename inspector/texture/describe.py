@@ -27,8 +27,9 @@ def roi_arg(roi: str | None) -> str | None:
     raise ValueError(f"roi must be 'auto' or 'none', got {roi!r}")
 
 
-#: the named feature families; ``mazda`` is the seed's 281 features (inspector.texture.features)
-FAMILIES: tuple[str, ...] = ("mazda", "lbp")
+#: the named feature families; ``mazda`` is the seed's 281 features (inspector.texture.features), ``lbp``
+#: rotation-invariant uniform LBP (inspector.texture.lbp), ``clbp`` completed LBP sign × magnitude (inspector.texture.clbp)
+FAMILIES: tuple[str, ...] = ("mazda", "lbp", "clbp")
 DEFAULT_FAMILIES: tuple[str, ...] = ("mazda",)
 
 
@@ -63,6 +64,10 @@ def describe_families(gray: np.ndarray, *, levels: int, roi: str | None, max_sid
             from inspector.texture.lbp import lbp_features, lbp_names
 
             names, values = lbp_names(), lbp_features(g, mask)
+        elif fam == "clbp":
+            from inspector.texture.clbp import clbp_features, clbp_names
+
+            names, values = clbp_names(), clbp_features(g, mask)
         else:
             raise ValueError(f"unknown feature family {fam!r} (known: {', '.join(FAMILIES)})")
         bad = ~np.isfinite(values)

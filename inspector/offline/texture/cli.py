@@ -48,9 +48,10 @@ def _data_args(p: argparse.ArgumentParser, *, roi_default: str) -> None:
                    help="binary: defect folders vs the good folder (default); multiclass: defect typing, every "
                         "folder a class; oneclass: learn the good folder only, defects are novelties; patches: "
                         "one-class novelty of the worst tablet-surface patch (the default tablet model)")
-    p.add_argument("--features", default="mazda", metavar="mazda,lbp",
+    p.add_argument("--features", default="mazda", metavar="mazda,lbp,clbp",
                    help="feature families: mazda (the 281 seed features), lbp (rotation-invariant uniform LBP "
-                        "histograms, 3 radii) (default mazda)")
+                        "histograms, 3 radii), clbp (completed LBP sign x magnitude joint histograms, 3 radii, "
+                        "1100) (default mazda)")
 
 
 def register(sub: Any, groups: dict[str, Any]) -> None:
