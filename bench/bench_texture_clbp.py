@@ -85,7 +85,8 @@ def measure(fn, repeat: int) -> dict[str, float]:
         fn()
         cpu.append(time.thread_time() - c0)
         wall.append(time.perf_counter() - t0)
-    return {"wall_min": min(wall), "wall_med": statistics.median(wall), "cpu_min": min(cpu), "cpu_med": statistics.median(cpu)}
+    return {"wall_min": min(wall), "wall_med": statistics.median(wall),
+            "cpu_min": min(cpu), "cpu_med": statistics.median(cpu)}
 
 
 def fmt(m: dict[str, float]) -> str:

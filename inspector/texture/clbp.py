@@ -10,14 +10,15 @@ samples them), the local differences d_p = g_p − g_c are split into
   riu2 code is CLBP_M (the local contrast pattern that the sign code throws away).
 
 The family is the normalised 2-D histogram of (CLBP_S, CLBP_M) per (P, R) of :data:`CLBP_SCALES`:
-10² + 18² + 26² = 1100 features named ``CLBP(P,R)S<s>M<m>``. Both codes are rotation invariant (a
-rotation by 2π/P permutes the circle samples), and the pair is invariant to an affine grey change
-g → a·g + b with a > 0 (μ scales with a) but not to a non-linear one (the magnitudes re-order) —
-both tested. On NEU it lifts MaZda + linear SVM from 98.4 % to 99.6 % (``docs/texture-experiments.md``).
+10² + 18² + 26² = 1100 features named ``CLBP(P,R)S<s>M<m>``. Both riu2 codes ignore where on the
+circle a pattern starts, so a quarter turn or a mirror of the image (which permute the circle samples
+for P = 8, 16, 24) gives the same histograms; the pair is invariant to an affine grey change
+g → a·g + b with a > 0 (μ scales with a) but not to a non-linear one (the magnitudes re-order) — all
+tested. On NEU it lifts MaZda + linear SVM from 98.4 % to 99.6 % (``docs/texture-experiments.md``).
 
 Hand-written because scikit-image has no magnitude component (its ``local_binary_pattern`` codes the
-signs only); numba, because it is measurably faster than the same definition in vectorised numpy
-(``bench/bench_texture_clbp.py``) and needs two passes over the frame (signs and Σ|d|, then magnitudes
+signs only); numba, because it is 2.2× less CPU than the same definition in vectorised numpy
+(``bench/bench_texture_clbp.py``, 200 × 200) and needs two passes over the frame (signs and Σ|d|, then magnitudes
 against μ) without ever holding the (P, H, W) difference stack numpy needs (1 GB at P = 24, 2580 × 1944).
 """
 
