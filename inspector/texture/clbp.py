@@ -17,7 +17,7 @@ g → a·g + b with a > 0 (μ scales with a) but not to a non-linear one (the ma
 tested. On NEU it lifts MaZda + linear SVM from 98.4 % to 99.6 % (``docs/texture-experiments.md``).
 
 Hand-written because scikit-image has no magnitude component (its ``local_binary_pattern`` codes the
-signs only); numba, because it is 2.2× less CPU than the same definition in vectorised numpy
+signs only); numba, because it is 1.7–2.2× less CPU than the same definition in vectorised numpy
 (``bench/bench_texture_clbp.py``, 200 × 200) and needs two passes over the frame (signs and Σ|d|, then magnitudes
 against μ) without ever holding the (P, H, W) difference stack numpy needs (1 GB at P = 24, 2580 × 1944).
 """
