@@ -1,20 +1,27 @@
 """Lot drift in the supervisor: is this lot's powder still distributed like the reference excipient?
 
-An ``Outcomes`` listener. The identity worker puts into each decision's ``detail.embedding`` the
-frame's compact embedding (frame-mean pooled embedding, projected on the whitened top principal
-components of the calibration embeddings, ``inspector.identity.openset``). Per lot (frame context
-``lot``) and expected excipient this module keeps the running sum of those embeddings and, after
-every frame, the Hotelling-style mean shift
+An ``Outcomes`` listener. Two views of each identity frame, both per-frame vectors in the decision's
+``detail``, written by the identity worker:
+
+* ``embedding`` — the frame-mean pooled CNN embedding, projected on the whitened top principal
+  components of the calibration embeddings (``inspector.identity.openset``): what the powder *is*;
+* ``morphology`` — measured particle size, width, elongation, coverage and count
+  (``inspector.identity.morphology``): how the lot's particles are *shaped*, which the embedding
+  hardly sees (a 5–10 % size change). Present when the calibration measured it.
+
+Per lot (frame context ``lot``) and expected excipient this module keeps each view's running sum
+and, after every frame, the Hotelling-style mean shift
 
     D = (z̄ - m_c)ᵀ S⁻¹ (z̄ - m_c) / (1/n + 1/n_c)      (two-sample Hotelling form)
 
-against the expected excipient's reference mean ``m_c`` (from ``n_c`` reference frames; shared
-within-class covariance ``S``),
-compared with the threshold calibrated by permutation of reference pseudo-lots (both in the
-model's ``openset.npz`` / manifest block ``extra.openset.drift``). The alarm needs at least
-``min_frames`` frames. Metrics ``inspector_lot_drift{lot,excipient}``, ``inspector_lot_frames``
-and ``inspector_lot_drift_threshold`` exist for the current and the previous lot only (bounded
-label sets). When the lot changes, a ``lot_summary`` audit record closes each (lot, excipient).
+against the expected excipient's reference mean ``m_c`` (from ``n_c`` reference frames; ``S`` the
+shared within-class covariance for the embedding, the class's own covariance for morphology),
+compared with the view's threshold calibrated by permutation of reference pseudo-lots (model's
+``openset.npz`` / manifest block ``extra.openset.drift``). A lot alarms when any view exceeds its
+threshold with at least ``min_frames`` frames. Metrics ``inspector_lot_drift{lot,excipient,view}``,
+``inspector_lot_drift_threshold{…,view}`` and ``inspector_lot_frames{lot,excipient}`` exist for the
+current and the previous lot only (bounded label sets). When the lot changes, a ``lot_summary``
+audit record closes each (lot, excipient) with every view's statistic.
 """
 
 from __future__ import annotations
@@ -36,8 +43,25 @@ INSPECTION = "excipient_identity"
 
 
 @dataclass
+class View:
+    """One view of a lot (``embedding`` or ``morphology``): per-class reference means, the precision
+    (shared ``(k, k)`` or per class ``(C, k, k)``), reference frame counts and the calibrated threshold."""
+
+    name: str
+    means: np.ndarray  # (C, k)
+    precision: np.ndarray  # (k, k) or (C, k, k)
+    counts: np.ndarray  # (C,)
+    threshold: float
+
+    def statistic(self, total: np.ndarray, n: int, ci: int) -> float:
+        prec = self.precision[ci] if self.precision.ndim == 3 else self.precision
+        return drift_value(total, n, self.means[ci], prec, self.counts[ci])
+
+
+@dataclass
 class Reference:
-    """The drift reference of one model version."""
+    """The drift reference of one model version: the embedding view, and the morphology view when
+    the calibration measured particle morphology."""
 
     classes: list[str]
     means: np.ndarray  # (C, k)
@@ -45,6 +69,14 @@ class Reference:
     counts: np.ndarray  # (C,) reference frames per class
     threshold: float
     min_frames: int
+    morphology: View | None = None
+
+    @property
+    def views(self) -> dict[str, View]:
+        out = {"embedding": View("embedding", self.means, self.precision, self.counts, self.threshold)}
+        if self.morphology is not None:
+            out["morphology"] = self.morphology
+        return out
 
     @classmethod
     def load(cls, models_path: Path, name: str, version: str) -> Reference | None:
@@ -53,12 +85,31 @@ class Reference:
         block = (md.manifest.extra.get("openset") or {}).get("drift")
         if not block or ARTIFACT not in md.manifest.artifacts:
             return None
+        morph = None
         with np.load(md.artifact(ARTIFACT), allow_pickle=False) as z:
             means = np.asarray(z["drift_means"], np.float64)
             prec = np.asarray(z["drift_precision"], np.float64)
             counts = np.asarray(z["drift_counts"], np.float64)
+            mblock = block.get("morphology")
+            if mblock and "morph_means" in z.files:
+                morph = View("morphology", np.asarray(z["morph_means"], np.float64),
+                             np.asarray(z["morph_precision"], np.float64), np.asarray(z["morph_counts"], np.float64),
+                             float(mblock["threshold"]))
         return cls(list(md.manifest.classes), means, prec, counts, float(block["threshold"]),
-                   int(block.get("min_frames", 8)))
+                   int(block.get("min_frames", 8)), morph)
+
+
+@dataclass
+class Running:
+    """Running sum of one view's per-frame vectors in a lot, and its current statistic."""
+
+    total: np.ndarray | None = None
+    n: int = 0
+    drift: float | None = None
+
+    def add(self, v: np.ndarray) -> None:
+        self.total = v if self.total is None else self.total + v
+        self.n += 1
 
 
 @dataclass
@@ -67,19 +118,30 @@ class LotStats:
     excipient: str
     model: tuple[str, str] | None = None
     frames: int = 0
-    embedded: int = 0
-    total: np.ndarray | None = None
-    drift: float | None = None
+    views: dict[str, Running] = field(default_factory=dict)
     verdicts: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     first_frame: int | None = None
     last_frame: int | None = None
+
+    @property
+    def embedded(self) -> int:
+        return self.views["embedding"].n if "embedding" in self.views else 0
+
+    @property
+    def drift(self) -> float | None:
+        """The embedding view's statistic (the first view; kept for the records written before morphology)."""
+        return self.views["embedding"].drift if "embedding" in self.views else None
 
 
 def drift_value(total: np.ndarray, n: int, mean: np.ndarray, precision: np.ndarray, n_ref: float = np.inf) -> float:
     """Drift statistic from the running sum ``total`` of ``n`` frame embeddings."""
     dz = total / n - mean
     return float(dz @ precision @ dz / (1.0 / n + 1.0 / n_ref))
+
+
+#: where each view's per-frame vector is in an identity decision's ``detail``
+DETAIL_KEYS = {"embedding": "embedding", "morphology": "morphology"}
 
 
 class LotDrift:
@@ -120,25 +182,26 @@ class LotDrift:
         st.first_frame = fid if st.first_frame is None else st.first_frame
         st.last_frame = fid
         ref, ci = self._reference(h.get("model") or {}, st)
-        emb = detail.get("embedding")
-        if ref is not None and ci is not None and emb is not None:
-            z = self._embedding(emb, ref.means.shape[1])
-            if z is not None:
-                st.total = z if st.total is None else st.total + z
-                st.embedded += 1
-                st.drift = drift_value(st.total, st.embedded, ref.means[ci], ref.precision, ref.counts[ci])
+        if ref is not None and ci is not None:
+            for name, view in ref.views.items():
+                raw = detail.get(DETAIL_KEYS[name])
+                v = self._vector(raw, view.means.shape[1], name) if raw is not None else None
+                if v is not None:
+                    run = st.views.setdefault(name, Running())
+                    run.add(v)
+                    run.drift = view.statistic(run.total, run.n, ci)
         self._export(st, ref)
         return st
 
-    def _embedding(self, emb: Any, dims: int) -> np.ndarray | None:
+    def _vector(self, raw: Any, dims: int, view: str) -> np.ndarray | None:
         try:
-            z = np.asarray(emb, np.float64)
+            z = np.asarray(raw, np.float64)
         except (TypeError, ValueError):
             z = None
         if z is None or z.shape != (dims,) or not np.all(np.isfinite(z)):
-            self.metrics.bad_input.labels(kind="drift_embedding").inc()
-            log.warning("lot drift: embedding of %s values does not fit the reference (%d dims); frame ignored",
-                        getattr(z, "shape", "?"), dims)
+            self.metrics.bad_input.labels(kind=f"drift_{view}").inc()
+            log.warning("lot drift: %s of %s values does not fit the reference (%d dims); not counted for this view",
+                        view, getattr(z, "shape", "?"), dims)
             return None
         return z
 
@@ -153,8 +216,8 @@ class LotDrift:
                 log.error("lot drift: no reference for model %s/%s: %s", *key, e)
                 self._refs[key] = None
         ref = self._refs[key]
-        if st.model != key:  # a new model version is another reference space: restart the running mean
-            st.model, st.total, st.embedded, st.drift = key, None, 0, None
+        if st.model != key:  # a new model version is another reference space: restart the running means
+            st.model, st.views = key, {}
         if ref is None:
             return None, None
         from inspector.inspections.excipient_identity import match_class
@@ -166,8 +229,11 @@ class LotDrift:
         labels = (st.lot, st.excipient)
         m = self.metrics
         m.lot_frames.labels(*labels).set(st.frames)
-        m.lot_drift.labels(*labels).set(st.drift if st.drift is not None else float("nan"))
-        m.lot_drift_threshold.labels(*labels).set(ref.threshold if ref is not None else float("nan"))
+        views = ref.views if ref is not None else {"embedding": None}
+        for name, view in views.items():
+            run = st.views.get(name)
+            m.lot_drift.labels(*labels, name).set(run.drift if run and run.drift is not None else float("nan"))
+            m.lot_drift_threshold.labels(*labels, name).set(view.threshold if view is not None else float("nan"))
         if labels not in self._shown:
             self._shown.append(labels)
             lots = list(dict.fromkeys(lot for lot, _ in self._shown))
@@ -180,12 +246,19 @@ class LotDrift:
     def summary(self, st: LotStats, closed_by: str) -> dict[str, Any]:
         ref = self._refs.get(st.model) if st.model else None
         min_frames = ref.min_frames if ref else None
-        alarm = bool(ref is not None and st.drift is not None and st.embedded >= ref.min_frames
-                     and st.drift > ref.threshold)
+        views: dict[str, Any] = {}
+        for name, view in (ref.views.items() if ref is not None else ()):
+            run = st.views.get(name) or Running()
+            views[name] = {"frames": run.n, "drift": run.drift, "threshold": view.threshold,
+                           "alarm": bool(run.drift is not None and run.n >= ref.min_frames
+                                         and run.drift > view.threshold)}
+        emb = views.get("embedding") or {}
         return {"lot": st.lot, "excipient": st.excipient,
                 "model": {"name": st.model[0], "version": st.model[1]} if st.model else None,
                 "frames": st.frames, "frames_embedded": st.embedded, "drift": st.drift,
-                "threshold": ref.threshold if ref else None, "min_frames": min_frames, "alarm": alarm,
+                "threshold": emb.get("threshold"), "min_frames": min_frames,
+                "alarm": any(v["alarm"] for v in views.values()),
+                "alarm_views": [n for n, v in views.items() if v["alarm"]], "views": views,
                 "verdicts": dict(st.verdicts), "reasons": dict(st.reasons),
                 "first_frame_id": st.first_frame, "last_frame_id": st.last_frame, "closed_by": closed_by}
 
@@ -196,8 +269,9 @@ class LotDrift:
             rec = self.summary(st, closed_by)
             self.recorder.event("lot_summary", rec)
             out.append(rec)
-            log.info("lot %s (%s): %d frames, drift %s (threshold %s)%s", st.lot, st.excipient, st.frames,
-                     f"{st.drift:.3g}" if st.drift is not None else "n/a", rec["threshold"],
-                     " — DRIFT ALARM" if rec["alarm"] else "")
+            views = ", ".join(f"{n} {v['drift']:.3g}/{v['threshold']:.3g}" if v["drift"] is not None else f"{n} n/a"
+                              for n, v in rec["views"].items()) or "no drift reference"
+            log.info("lot %s (%s): %d frames, drift/threshold: %s%s", st.lot, st.excipient, st.frames, views,
+                     f" — DRIFT ALARM ({', '.join(rec['alarm_views'])})" if rec["alarm"] else "")
         self.stats = {}
         return out

@@ -63,9 +63,11 @@ class Recorder:
         records = [{
             "inspection": d.inspection, "verdict": d.verdict, "reason": d.reason, "scores": d.scores,
             "model": d.model, "latency_ms": d.latency_ms, "gradcam": d.detail.get("gradcam"),
-            # identity: the compact drift embedding and the expected class (`inspector drift report`)
+            # identity: the compact drift embedding, the particle morphology and the expected class
+            # (`inspector drift report`)
             **({"embedding": d.detail["embedding"], "expected": d.detail.get("expected")}
                if "embedding" in d.detail else {}),
+            **({"morphology": d.detail["morphology"]} if "morphology" in d.detail else {}),
         } for d in decisions]
         rec = self._frame(meta.to_dict(), "inspected", None, records)
         rec["worker"] = worker  # which process decided (local w<i>-<gen> or remote r-<host>-<pid>)

@@ -16,8 +16,9 @@ loaded with ``allow_pickle=False``) listed with its sha256 in the manifest, and 
 ``extra.openset`` (method, aggregation, threshold, k …); ``thresholds.ood`` repeats the threshold.
 
 Lot drift: each frame's mean pooled embedding is projected on the top principal components of
-the calibration embeddings, whitened (``embed``); the supervisor (``inspector.daemon.drift``)
-compares a lot's running mean with the expected excipient's reference mean.
+the calibration embeddings, whitened (``embed``); when the calibration also measured particle
+morphology (``morph_*`` arrays), the frame's morphology vector is a second view. The supervisor
+(``inspector.daemon.drift``) compares a lot's running means with the expected excipient's references.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ ARRAYS = {
     "drift_means": 2, "drift_precision": 2, "drift_counts": 1,  # (C, k), (k, k), (C,) reference frames
     "ref_proj": 2, "ref_labels": 1,  # (N, k) reference frame embeddings and their class index
 }
+#: optional arrays (calibrations since the particle-morphology drift view): per-class reference
+#: means, precisions and frame counts of the morphology vectors (inspector.identity.morphology), and
+#: every reference frame's vector (for ``inspector drift report``)
+MORPHOLOGY_ARRAYS = {"morph_means": 2, "morph_precision": 3, "morph_counts": 1, "morph_ref": 2}
 
 
 def msp_score(probs: np.ndarray) -> np.ndarray:
@@ -124,10 +129,11 @@ class OpenSet:
         try:
             with np.load(Path(path), allow_pickle=False) as z:
                 arrays = {name: np.asarray(z[name]) for name in ARRAYS}
+                arrays.update({name: np.asarray(z[name]) for name in MORPHOLOGY_ARRAYS if name in z.files})
         except (OSError, KeyError, ValueError) as e:
             raise ModelIntegrityError(f"unreadable open-set artifact {path}: {e}") from None
-        for name, nd in ARRAYS.items():
-            if arrays[name].ndim != nd:
+        for name, nd in {**ARRAYS, **MORPHOLOGY_ARRAYS}.items():
+            if name in arrays and arrays[name].ndim != nd:
                 raise ModelIntegrityError(f"open-set artifact {path}: {name} has {arrays[name].ndim} dims, not {nd}")
         c, d = arrays["means"].shape
         kd = arrays["pca_proj"].shape[1]
@@ -135,9 +141,18 @@ class OpenSet:
               and arrays["pca_mean"].shape == (d,) and arrays["pca_proj"].shape[0] == d
               and arrays["drift_means"].shape == (c, kd) and arrays["drift_precision"].shape == (kd, kd)
               and arrays["drift_counts"].shape == (c,))
+        if "morph_means" in arrays:
+            mm = arrays["morph_means"].shape[1] if arrays["morph_means"].ndim == 2 else -1
+            ok = ok and all(n in arrays for n in MORPHOLOGY_ARRAYS) and arrays["morph_means"].shape == (c, mm) \
+                and arrays["morph_precision"].shape == (c, mm, mm) and arrays["morph_counts"].shape == (c,)
         if not ok:
             raise ModelIntegrityError(f"open-set artifact {path}: array shapes do not fit {num_classes} classes")
         return cls(method, agg, threshold, k, arrays, dict(block))
+
+    @property
+    def measures_morphology(self) -> bool:
+        """Calibrated with a particle-morphology reference: the inspection measures each frame."""
+        return "morph_means" in self.arrays
 
     @property
     def dim(self) -> int:

@@ -6,7 +6,8 @@ into a frame identity with a confidence, and the frame is rejected when the iden
 the expected excipient (``wrong_material``) or the confidence is below ``min_confidence``. A model
 calibrated by ``inspector calibrate openset`` also scores how far the frame is from every known
 class (``ood`` vs ``ood_threshold``, ``inspector.identity.openset``): beyond it the frame is rejected
-as ``unknown_material``; ``detail`` names the nearest class and carries the compact drift embedding.
+as ``unknown_material``; ``detail`` names the nearest class and carries the compact drift embedding (and,
+when the calibration measured them, the frame's particle-morphology vector for the second drift view).
 
 The expected excipient comes from the frame's context (``expected_excipient``, stamped at
 acquisition from the lot / control channel) and falls back to ``params.expected``. Names match a
@@ -35,7 +36,8 @@ from inspector.frame import Frame
 from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, encode_png, frame_overlay, gradcam, normalise
 from inspector.identity.openset import ARTIFACT as OPENSET_ARTIFACT, OpenSet
 from inspector.identity.runtime import ARTIFACTS, DEFAULT_PROVIDERS, OrtModel, check_provider_names
-from inspector.identity.tiling import frame_tiles, preprocess, to_gray_u8
+from inspector.identity.morphology import measure as measure_morphology
+from inspector.identity.tiling import crop_data_bar, frame_tiles, preprocess, to_gray_u8
 from inspector.identity.triton_runtime import RemoteIdentityModel, RemoteInferenceError, TritonSettings
 from inspector.inspections.base import (
     Attachment, Inspection, InspectionContext, InspectionParams, InspectionResult, ModelInfo,
@@ -257,6 +259,10 @@ class ExcipientIdentity(Inspection):
         if exp_idx is not None:
             scores["p_expected"] = float(min(1.0, scores_c[exp_idx]))
         unknown = self._openset(cur, probs, out["pooled"], scores, detail)
+        if cur.openset is not None and cur.openset.measures_morphology:  # the lot-drift morphology view
+            t3 = time.perf_counter()
+            detail["morphology"] = [round(float(v), 5) for v in measure_morphology(crop_data_bar(grey))]
+            stages["morphology"] = time.perf_counter() - t3
         mismatch = exp_idx is not None and exp_idx != idx
         low = conf < self.params.min_confidence
         verdict = "reject" if (unknown or mismatch or low) else "pass"

@@ -100,12 +100,13 @@ class Metrics:
         self.opcua_calls = Counter("inspector_opcua_method_calls", "OPC UA method calls", ["method", "outcome"],
                                    registry=r)
         self.lot_drift = Gauge(
-            "inspector_lot_drift", "Identity-embedding mean shift of the lot vs the expected excipient's reference "
-            "(Hotelling-style; NaN before the first embedding); current and previous lot only",
-            ["lot", "excipient"], registry=r)
+            "inspector_lot_drift", "Mean shift of the lot vs the expected excipient's reference, per view "
+            "(embedding: CNN identity embedding; morphology: measured particle size/shape), Hotelling-style; "
+            "NaN before the first frame; current and previous lot only",
+            ["lot", "excipient", "view"], registry=r)
         self.lot_drift_threshold = Gauge(
             "inspector_lot_drift_threshold", "Calibrated alarm threshold of inspector_lot_drift",
-            ["lot", "excipient"], registry=r)
+            ["lot", "excipient", "view"], registry=r)
         self.lot_frames = Gauge("inspector_lot_frames", "Frames of the lot inspected for identity",
                                 ["lot", "excipient"], registry=r)
         self._models: dict[str, tuple[str, str, str]] = {}
@@ -173,8 +174,13 @@ class Metrics:
 
     def remove_lot(self, lot: str, excipient: str) -> None:
         """Drop a closed lot's drift series (only the current and the previous lot are exported)."""
-        for g in (self.lot_drift, self.lot_drift_threshold, self.lot_frames):
-            try:
-                g.remove(lot, excipient)
-            except KeyError:
-                pass
+        try:
+            self.lot_frames.remove(lot, excipient)
+        except KeyError:
+            pass
+        for g in (self.lot_drift, self.lot_drift_threshold):
+            for view in ("embedding", "morphology"):
+                try:
+                    g.remove(lot, excipient, view)
+                except KeyError:
+                    pass

@@ -28,7 +28,8 @@ def _sem(args: argparse.Namespace) -> int:
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     out = write_sem_dataset(args.out_dir, args.per_class, args.seed, lot=args.lot, data_bar=args.data_bar,
-                            classes=classes, progress=not args.no_progress)
+                            classes=classes, progress=not args.no_progress, size_factor=args.size_factor,
+                            aspect_factor=args.aspect_factor)
     print(f"wrote SEM dataset to {out} (params.csv, params.json)")
     return 0
 
@@ -59,6 +60,10 @@ def register(sub: Any, groups: dict[str, Any]) -> None:
     sem.add_argument("--per-class", type=_positive, required=True, help="images per class")
     sem.add_argument("--seed", type=_nonneg, default=0)
     sem.add_argument("--lot", type=_nonneg, default=0, help="lot number: 0 nominal, others drift slightly")
+    sem.add_argument("--size-factor", type=float, default=None, metavar="F",
+                     help="the lot's particle-size factor, set explicitly (0.5..2; default: drawn from --lot)")
+    sem.add_argument("--aspect-factor", type=float, default=None, metavar="F",
+                     help="the lot's aspect-ratio factor (elongation − 1 scaled), set explicitly (0.5..2)")
     sem.add_argument("--data-bar", action="store_true", help="add the 64-row SEM data bar (1280x1024 frames)")
     sem.add_argument("--classes", default=None, help="comma-separated class names or slugs (default: all)")
     sem.add_argument("--no-progress", action="store_true")

@@ -90,8 +90,12 @@ def write_sem_dataset(
     data_bar: bool = False,
     classes: Iterable[str] | None = None,
     progress: bool = True,
+    size_factor: float | None = None,
+    aspect_factor: float | None = None,
 ) -> Path:
-    """Write ``per_class`` SEM frames of each class (all ten by default) to ``out_dir``; returns it."""
+    """Write ``per_class`` SEM frames of each class (all ten by default) to ``out_dir``; returns it.
+
+    ``size_factor`` / ``aspect_factor``: the lot's shift set explicitly (else drawn from ``lot``)."""
     from inspector.synth.sem import render_sem
 
     per_class = _check_per_class(per_class)
@@ -104,9 +108,11 @@ def write_sem_dataset(
     jobs = [(class_slug(SEM_CLASSES[ci]), ci, ii) for ci in idxs for ii in range(per_class)]
 
     def render(ci: int, ii: int, s: int) -> tuple[np.ndarray, dict[str, Any]]:
-        return render_sem(SEM_CLASSES[ci], image_seed(s, ci, ii, lot), lot=lot, data_bar=data_bar)
+        return render_sem(SEM_CLASSES[ci], image_seed(s, ci, ii, lot), lot=lot, data_bar=data_bar,
+                          size_factor=size_factor, aspect_factor=aspect_factor)
 
     meta = {"kind": "sem", "seed": seed, "per_class": per_class, "lot": int(lot), "data_bar": bool(data_bar),
+            "size_factor": size_factor, "aspect_factor": aspect_factor,
             "classes": [SEM_CLASSES[i] for i in idxs]}
     return _write(out, jobs, render, meta, progress)
 

@@ -107,6 +107,8 @@ def render_sem(
     seed: int,
     *,
     lot: int = 0,
+    size_factor: float | None = None,
+    aspect_factor: float | None = None,
     width: int = 1280,
     height: int = 960,
     data_bar: bool = False,
@@ -125,7 +127,7 @@ def render_sem(
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not MIN_SIZE <= int(v) <= MAX_SIZE:
             raise SynthError(f"{name} must be an integer in {MIN_SIZE}..{MAX_SIZE}, got {v!r}")
     width, height = int(width), int(height)
-    spec, lot_factors = lot_spec(idx, lot)
+    spec, lot_factors = lot_spec(idx, lot, size_factor, aspect_factor)
     rng = make_rng(seed, idx, int(lot))
     upx = um_per_px(spec.magnification)
 

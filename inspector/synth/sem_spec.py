@@ -156,21 +156,26 @@ LOT_SIZE_SIGMA = 0.05
 LOT_ASPECT_SIGMA = 0.05
 
 
-def lot_spec(index: int, lot: int) -> tuple[SemClassSpec, dict[str, float]]:
+def lot_spec(index: int, lot: int, size_factor: float | None = None,
+             aspect_factor: float | None = None) -> tuple[SemClassSpec, dict[str, float]]:
     """The class spec of lot ``lot``: median sizes and aspects shifted by a few percent.
 
     Lot 0 is the nominal spec. Other lots draw one size factor and one aspect factor from a stream
-    seeded by (class, lot) only, so every image of a lot shares the same drift.
+    seeded by (class, lot) only, so every image of a lot shares the same drift. ``size_factor`` /
+    ``aspect_factor`` set a factor explicitly instead (a controlled shift, for drift-detection power).
     """
     spec = SEM_SPECS[index]
     if isinstance(lot, bool) or not isinstance(lot, (int, np.integer)) or lot < 0:
         raise SynthError(f"lot must be a non-negative integer, got {lot!r}")
-    if lot == 0:
+    for name, f in (("size_factor", size_factor), ("aspect_factor", aspect_factor)):
+        if f is not None and not (isinstance(f, (int, float)) and 0.5 <= float(f) <= 2.0):
+            raise SynthError(f"{name} must be a number in 0.5..2.0, got {f!r}")
+    if lot == 0 and size_factor is None and aspect_factor is None:
         return spec, {"size_factor": 1.0, "aspect_factor": 1.0}
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([0x10F, index, int(lot)])))
-    zs, za = rng.standard_normal(2)
-    size_f = float(np.exp(LOT_SIZE_SIGMA * np.clip(zs, -2.5, 2.5)))
-    asp_f = float(np.exp(LOT_ASPECT_SIGMA * np.clip(za, -2.5, 2.5)))
+    zs, za = rng.standard_normal(2) if lot else (0.0, 0.0)
+    size_f = float(np.exp(LOT_SIZE_SIGMA * np.clip(zs, -2.5, 2.5))) if size_factor is None else float(size_factor)
+    asp_f = float(np.exp(LOT_ASPECT_SIGMA * np.clip(za, -2.5, 2.5))) if aspect_factor is None else float(aspect_factor)
     fams = tuple(
         replace(f, d_median_um=f.d_median_um * size_f, aspect_median=1.0 + (f.aspect_median - 1.0) * asp_f)
         for f in spec.families

@@ -42,14 +42,15 @@ def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_fact
             time.sleep(0.5)
         text = _metrics(cfg)
         assert 'inspector_lot_frames{excipient="mannit_q",lot="L1"}' in text, text[-2000:]
-        assert 'inspector_lot_drift_threshold{excipient="mannit_q",lot="L1"}' in text
+        for view in ("embedding", "morphology"):  # both views of the calibrated model are exported
+            assert f'inspector_lot_drift_threshold{{excipient="mannit_q",lot="L1",view="{view}"}}' in text
         assert control(cfg, "set_lot", lot="L2")["ok"]
         end = time.monotonic() + 120
         while time.monotonic() < end and 'lot="L2"' not in _metrics(cfg):
             time.sleep(0.5)
         text = _metrics(cfg)
-        assert 'inspector_lot_drift{excipient="mannit_q",lot="L2"}' in text
-        assert 'inspector_lot_drift{excipient="mannit_q",lot="L1"}' in text  # the previous lot stays
+        assert 'inspector_lot_drift{excipient="mannit_q",lot="L2",view="morphology"}' in text
+        assert 'inspector_lot_drift{excipient="mannit_q",lot="L1",view="embedding"}' in text  # the previous lot stays
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
@@ -61,6 +62,9 @@ def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_fact
     assert s["excipient"] == expected and s["frames"] >= 4 and s["closed_by"] == "lot_change"
     assert s["frames_embedded"] == s["frames"] and s["drift"] is not None and s["threshold"] > 0
     assert sum(s["verdicts"].values()) == s["frames"] and s["model"]["name"] == MODEL
-    # the frame records of the lot carry the compact embedding for `inspector drift report`
+    assert s["views"]["morphology"]["frames"] == s["frames"] and s["views"]["morphology"]["drift"] is not None
+    assert s["alarm"] == bool(s["alarm_views"])
+    # the frame records of the lot carry the compact embedding and the morphology for `inspector drift report`
     frames = [f for f in _records(tmp_path / "state", "frame") if f.get("lot") == "L1" and f["decisions"]]
     assert frames and all(len(f["decisions"][0]["embedding"]) == 8 for f in frames)
+    assert all(len(f["decisions"][0]["morphology"]) == 4 for f in frames)

@@ -130,7 +130,8 @@ def test_drift_report_reads_the_lot_from_the_audit(calibrated, tmp_path):
         meta = FrameMeta(camera="sem0", frame_id=i, acquired_at=1.0e9 + i, width=1280, height=960,
                          pixel_format="Mono8", run_id="run-1", context={"lot": lot, "expected_excipient": exc})
         d = Decision(inspection="excipient_identity", verdict="pass", scores={"ood": 1.0},
-                     detail={"expected": exc, "embedding": [round(float(v), 4) for v in z]},
+                     detail={"expected": exc, "embedding": [round(float(v), 4) for v in z],
+                             "morphology": [float(v) for v in ref.morphology.means[2]]},
                      model={"name": MODEL, "version": "1", "sha256": "x" * 64})
         rec.inspected(meta, [d])
         drift([_header(lot, i, z, exc)], [])
@@ -143,5 +144,46 @@ def test_drift_report_reads_the_lot_from_the_audit(calibrated, tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == f"{MODEL}/1" and cells[2] == "8" and float(cells[4]) == pytest.approx(ref.threshold, rel=1e-2)
     assert "closed by lot_change" in text  # the lot_summary record written at the change to L-8
+    mrow = next(line for line in text.splitlines() if line.startswith(f"| {exc} | morphology |"))
+    mcells = [c.strip() for c in mrow.strip("|").split("|")]
+    assert mcells[2] == "8" and float(mcells[3]) == pytest.approx(0.0, abs=1e-3) and mcells[5] == "no"
+    assert "log_eqd +0.00" in mcells[6]  # the lot sits on the reference mean
     with pytest.raises(Exception, match="no identity frame"):
         write_drift_report("L-unknown", cfg_file, tmp_path / "out")
+
+
+def test_morphology_view_alarms_on_its_own_and_is_exported(listener, calibrated):
+    """Embeddings of the reference, particle morphology shifted: the lot alarms by the morphology view."""
+    drift, rec, metrics = listener
+    repo, _ = calibrated
+    ref = Reference.load(repo, MODEL, "1")
+    assert ref is not None and ref.morphology is not None and set(ref.views) == {"embedding", "morphology"}
+    mv = ref.morphology
+    ci = 5
+    exc = ref.classes[ci]
+    rng = np.random.default_rng(3)
+    mcov = np.linalg.inv(mv.precision[ci])
+    n = 12
+    shift = np.sqrt(3 * mv.threshold * (1 / n + 1 / mv.counts[ci]))  # expected statistic: three times the threshold
+    w, v = np.linalg.eigh(mcov)
+    for lot, s in (("M-same", 0.0), ("M-shift", shift)):
+        for j, (z, m) in enumerate(zip(_sample(ref, ci, n, rng),
+                                       rng.multivariate_normal(mv.means[ci], mcov, size=n) + s * np.sqrt(w[-1]) * v[:, -1])):
+            h = _header(lot, j, z, exc)
+            h["detail"]["morphology"] = [float(x) for x in m]
+            drift([h], [])
+    drift([_header("M-bad", 0, _sample(ref, ci, 1, rng)[0], exc)], [])
+    samples = {(s.labels["lot"], s.labels["view"]): s.value for s in metrics.lot_drift.collect()[0].samples}
+    assert samples[("M-shift", "morphology")] > mv.threshold
+    assert np.isnan(samples[("M-bad", "morphology")])  # no morphology in that frame: the view has no value yet
+    h = _header("M-bad", 1, _sample(ref, ci, 1, rng)[0], exc)
+    h["detail"]["morphology"] = [1.0, "x"]
+    drift([h], [])
+    assert metrics.bad_input.labels(kind="drift_morphology")._value.get() == 1
+    drift.close("test")
+    assert rec.flush()
+    s = {r.payload["lot"]: r.payload for r in rec.store.records(kind="lot_summary")}
+    assert s["M-shift"]["alarm"] and s["M-shift"]["alarm_views"] == ["morphology"]
+    assert s["M-shift"]["views"]["morphology"]["frames"] == n
+    assert s["M-shift"]["views"]["morphology"]["threshold"] == pytest.approx(mv.threshold)
+    assert not s["M-same"]["alarm"], s["M-same"]["views"]

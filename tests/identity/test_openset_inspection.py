@@ -82,6 +82,12 @@ def test_known_frames_pass_with_ood_scores_and_an_embedding(calibrated, tmp_path
         assert r.scores["ood_threshold"] == pytest.approx(insp._current.openset.threshold)
         assert r.detail["openset"] == "mahalanobis/mean" and len(r.detail["embedding"]) == 8
         assert r.detail["nearest_class"] in classes
+        # the morphology view: the frame measured by the serving function, as at calibration
+        from inspector.identity.morphology import measure
+        from inspector.identity.tiling import crop_data_bar, to_gray_u8
+
+        assert r.detail["morphology"] == pytest.approx(measure(crop_data_bar(to_gray_u8(pixels))), abs=1e-5)
+        assert "morphology" in r.stages
         if r.verdict == "pass":
             assert r.scores["ood"] <= r.scores["ood_threshold"] and r.reason is None
             passed += 1

@@ -158,6 +158,19 @@ def test_lots_shift_size_and_shape_slightly_and_consistently():
     assert p["lot"] == big and p["lot_size_factor"] == pytest.approx(lot_spec(9, big)[1]["size_factor"], rel=1e-4)
 
 
+def test_explicit_lot_factors_set_a_controlled_shift():
+    spec, f = lot_spec(9, 0, size_factor=1.2)
+    assert f == {"size_factor": 1.2, "aspect_factor": 1.0}
+    assert spec.families[0].d_median_um == pytest.approx(SEM_SPECS[9].families[0].d_median_um * 1.2)
+    assert lot_spec(9, 4, aspect_factor=1.1)[1]["size_factor"] == lot_spec(9, 4)[1]["size_factor"]  # the other drawn
+    base = np.mean([np.mean(render_sem("Pharmatose 200M", s, **HALF)[1]["diameters_um"]) for s in range(3)])
+    big = [render_sem("Pharmatose 200M", s, size_factor=1.2, **HALF)[1] for s in range(3)]
+    assert np.mean([np.mean(p["diameters_um"]) for p in big]) > 1.1 * base
+    assert big[0]["lot_size_factor"] == 1.2
+    with pytest.raises(SynthError, match="size_factor"):
+        lot_spec(9, 0, size_factor=3.0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -31,15 +31,21 @@ def add_calibration_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="k of the kNN score (default 5)")
     p.add_argument("--bank", type=int, default=2048, help="kNN bank size, sub-sampled tiles (default 2048)")
     p.add_argument("--drift-dims", type=int, default=16, help="PCA components of the drift space (default 16)")
+    p.add_argument("--drift-quantile", type=float, default=0.999,
+                   help="each drift view's threshold = this quantile of same-distribution pseudo-lots (default "
+                        "0.999: the permutation null of ~100 frames per class is light-tailed; 0.995 gave 2.4 %% "
+                        "false alarms on fresh lots, 0.999 none of 210 — docs/identity-openset.md)")
     p.add_argument("--holdout", type=float, default=0.3, help="fraction of frames per class held out (default 0.3)")
     p.add_argument("--seed", type=int, default=0)
 
 
 def calibration_kwargs(args: argparse.Namespace) -> dict:
-    if not 0.5 < args.quantile < 1.0:
-        raise argparse.ArgumentTypeError("--quantile must be in (0.5, 1)")
+    for name in ("quantile", "drift_quantile"):
+        if not 0.5 < getattr(args, name) < 1.0:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be in (0.5, 1)")
     return {"method": args.method, "aggregation": args.aggregation, "quantile": args.quantile, "k": args.k,
-            "bank_size": args.bank, "drift_dims": args.drift_dims, "holdout": args.holdout, "seed": args.seed}
+            "bank_size": args.bank, "drift_dims": args.drift_dims, "holdout": args.holdout, "seed": args.seed,
+            "drift_quantile": args.drift_quantile}
 
 
 def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
@@ -53,6 +59,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     c.add_argument("--data", required=True, metavar="DIR", help="frames of the known classes (not the training frames)")
     c.add_argument("--cache", metavar="DIR", help="embedding cache folder (default: none)")
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--no-morphology", action="store_true",
+                   help="do not measure particle morphology (no morphology view of lot drift)")
     add_calibration_args(c)
     c.set_defaults(func=cmd_calibrate)
 
@@ -75,8 +83,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     add_calibration_args(e)
     e.set_defaults(func=cmd_evaluate)
 
-    dr = _group(sub, "drift", "lot drift of the identity embeddings")
-    r = dr.add_parser("report", help="plot and table of one lot's embeddings against the reference (from the audit)")
+    dr = _group(sub, "drift", "lot drift of identity frames (embedding and particle morphology)")
+    r = dr.add_parser("report", help="plot and table of one lot's frames against the reference (from the audit)")
     r.add_argument("--lot", required=True)
     r.add_argument("--config", required=True, metavar="FILE", help="daemon config (audit store, model repository)")
     r.add_argument("--out", default=".", metavar="DIR", help="output folder (default .)")
@@ -87,11 +95,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from inspector.offline.identity.openset_fit import calibrate_model
 
     md, block = calibrate_model(args.model_dir, args.data, cache_dir=args.cache, progress=not args.no_progress,
-                                command=_command_line(), **calibration_kwargs(args))
+                                command=_command_line(), morphology=not args.no_morphology,
+                                **calibration_kwargs(args))
     m = md.manifest
+    morph = block["drift"].get("morphology")
     print(f"calibrated {m.name}/{m.version}: {block['method']} ({block['aggregation']}) threshold "
           f"{block['threshold']:.4g} at the {block['quantile']:.0%} quantile of {block['holdout_frames']} held-out "
-          f"known frames; drift threshold {block['drift']['threshold']:.3g} ({block['drift']['dims']} dims)")
+          f"known frames; drift thresholds: embedding {block['drift']['threshold']:.3g} ({block['drift']['dims']} "
+          f"dims)" + (f", morphology {morph['threshold']:.3g} ({len(morph['features'])} features)" if morph else ""))
     print(f"wrote {Path(md.path) / block['artifact']} (sha256 {m.artifacts[block['artifact']]['sha256'][:12]}…)")
     return 0
 

@@ -1,11 +1,12 @@
-"""``inspector drift report --lot ID --config FILE``: one lot's identity embeddings against the reference.
+"""``inspector drift report --lot ID --config FILE``: one lot's identity frames against the reference.
 
 Reads the lot's frame records from the audit store (each identity decision carries its compact
 embedding and expected class, written by ``inspector.daemon.recorder``) and the ``lot_summary``
 records, loads the drift reference of the model that served the lot (sha256-verified), and writes
 ``drift-<lot>.png`` (the reference frames of the expected excipient, the other classes and the lot's
 frames on the first two whitened principal components) and ``drift-<lot>.md`` (drift statistic,
-threshold, alarm, verdict counts, per-component mean shift).
+threshold, alarm, verdict counts, per-component mean shift; for the particle-morphology view its
+statistic and the shift of each measured feature in reference standard deviations).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from inspector.daemon.drift import INSPECTION, Reference, drift_value
 from inspector.errors import InspectorError
+from inspector.identity.morphology import FEATURES
 from inspector.identity.openset import ARTIFACT
 
 
@@ -34,8 +36,10 @@ def lot_embeddings(store: Any, lot: str) -> dict[tuple[str, str, str], dict[str,
                 continue
             model = d.get("model") or {}
             key = (str(d["expected"]), str(model.get("name")), str(model.get("version")))
-            e = out.setdefault(key, {"z": [], "verdicts": Counter(), "frames": []})
+            e = out.setdefault(key, {"z": [], "morphology": [], "verdicts": Counter(), "frames": []})
             e["z"].append(d["embedding"])
+            if d.get("morphology") is not None:
+                e["morphology"].append(d["morphology"])
             e["verdicts"][d.get("reason") or d.get("verdict")] += 1
             e["frames"].append(p.get("frame_id"))
     return out
@@ -68,6 +72,7 @@ def write_drift_report(lot: str, config_file: str | Path, out_dir: str | Path) -
              "| excipient | model | frames | drift | threshold | alarm | verdicts |", "|---|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 5), squeeze=False)
     shifts = []
+    morph_lines: list[str] = []
     for ax, ((exc, name, version), g) in zip(axes[0], groups.items()):
         ref = Reference.load(cfg.models_path(), name, version)
         if ref is None:
@@ -84,6 +89,14 @@ def write_drift_report(lot: str, config_file: str | Path, out_dir: str | Path) -
         lines.append(f"| {exc} | {name}/{version} | {n} | {drift:.3g} | {ref.threshold:.3g} | "
                      f"{'**yes**' if alarm else 'no'} | {verdicts} |")
         shifts.append((exc, z.mean(0) - ref.means[ci]))
+        mv, mz = ref.morphology, np.asarray(g["morphology"], np.float64)
+        if mv is not None and len(mz) and mz.shape[1] == mv.means.shape[1]:
+            md_ = mv.statistic(mz.sum(0), len(mz), ci)
+            sd = np.sqrt(np.diag(np.linalg.inv(mv.precision[ci])))
+            morph_lines.append(
+                f"| {exc} | morphology | {len(mz)} | {md_:.3g} | {mv.threshold:.3g} | "
+                f"{'**yes**' if len(mz) >= ref.min_frames and md_ > mv.threshold else 'no'} | "
+                + ", ".join(f"{name} {v:+.2f}" for name, v in zip(FEATURES, (mz.mean(0) - mv.means[ci]) / sd)) + " |")
         other = rl != ci
         ax.scatter(rp[other, 0], rp[other, 1], s=6, c="0.8", label="other classes (reference)")
         ax.scatter(rp[~other, 0], rp[~other, 1], s=10, c="tab:blue", label=f"{exc} (reference)")
@@ -98,6 +111,10 @@ def write_drift_report(lot: str, config_file: str | Path, out_dir: str | Path) -
     png = out / f"drift-{slug}.png"
     fig.savefig(png, dpi=100)
     plt.close(fig)
+    if morph_lines:
+        lines += ["", "Particle-morphology view (lot mean − reference mean per feature, in reference standard deviations):",
+                  "", "| excipient | view | frames | drift | threshold | alarm | shift per feature |",
+                  "|---|---|---|---|---|---|---|", *morph_lines]
     lines += ["", "Drift = (z̄ − m)ᵀ S⁻¹ (z̄ − m) / (1/n + 1/n_ref) in the whitened PCA space of frame-mean embeddings "
               "(docs/identity-openset.md); alarm needs at least the calibrated minimum of frames.", "",
               "Mean shift per component (lot mean − reference mean, in reference standard deviations):", ""]

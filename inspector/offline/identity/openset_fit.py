@@ -242,9 +242,13 @@ def permutation_drift_threshold(z: np.ndarray, zy: np.ndarray, precision: np.nda
 
 def calibrate(emb: Embeddings, classes: list[str], *, method: str = "mahalanobis", aggregation: str = "mean",
               quantile: float = 0.99, k: int = 5, bank_size: int = 2048, drift_dims: int = 16,
-              drift_quantile: float = 0.99, holdout: float = 0.3, seed: int = 0,
-              groups: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit on part of ``emb``, choose thresholds on the held-out known frames: (arrays, manifest block)."""
+              drift_quantile: float = 0.999, holdout: float = 0.3, seed: int = 0,
+              groups: np.ndarray | None = None, morphology: np.ndarray | None = None,
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit on part of ``emb``, choose thresholds on the held-out known frames: (arrays, manifest block).
+
+    ``morphology``: (n_frames, k) particle-morphology vectors of ``emb``'s frames — adds the second
+    lot-drift view (its reference uses every frame, like the embedding view's permutation null)."""
     from inspector.inspections.excipient_identity import match_class
 
     if method not in METHODS or aggregation not in AGGREGATIONS:
@@ -283,6 +287,12 @@ def calibrate(emb: Embeddings, classes: list[str], *, method: str = "mahalanobis
                   "null": f"permutation: pseudo-lots of {list(DRIFT_LOT_SIZES)} calibration frames of one class "
                           "vs the mean of the class's other frames, 500 per class and size"},
     }
+    if morphology is not None:
+        from inspector.offline.identity.openset_morph import fit_morphology
+
+        marrays, mblock = fit_morphology(morphology, zy, len(classes), q=drift_quantile, seed=seed)
+        arrays.update(marrays)
+        block["drift"]["morphology"] = mblock
     return arrays, block
 
 
@@ -307,12 +317,17 @@ def write_openset(model_dir: Any, arrays: dict[str, np.ndarray], block: dict[str
 
 
 def calibrate_model(model_path: str | Path, data_dir: str | Path, *, cache_dir: str | Path | None = None,
-                    progress: bool = True, command: str = "", **kw: Any) -> tuple[Any, dict[str, Any]]:
-    """The whole step: verify the model, embed ``data_dir``, calibrate, write. Returns (ModelDir, block)."""
+                    progress: bool = True, command: str = "", morphology: bool = True,
+                    **kw: Any) -> tuple[Any, dict[str, Any]]:
+    """The whole step: verify the model, embed ``data_dir`` (and measure its particle morphology),
+    calibrate, write. Returns (ModelDir, block)."""
     from inspector.modelrepo import load_model_dir
+    from inspector.offline.identity.openset_morph import compute_morphology
 
     md = load_model_dir(model_path)
     emb = compute_embeddings(md, data_dir, cache_dir=cache_dir, progress=progress)
+    if morphology:
+        kw["morphology"] = compute_morphology([Path(f) for f in emb.frames], cache_dir=cache_dir, progress=progress)
     arrays, block = calibrate(emb, list(md.manifest.classes), **kw)
     block["data_dir"] = str(data_dir)
     block["command"] = command
