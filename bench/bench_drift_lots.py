@@ -132,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             if sel:
                 lines.append(f"| drawn lots, shift {lo:.1%}–{hi:.1%} | {n} | "
                              + " | ".join(rate(sel, k) for k in names) + " |")
+    lines += ["", "Controlled shifts per excipient (alarms / lots, any view):", "",
+              "| excipient | shift | " + " | ".join(f"{n} frames" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for cls in sorted({r["class"] for r in rows}):
+        for kind in sorted({r["folder"].rsplit("-", 1)[0] for r in rows if "-" in r["folder"]}):
+            sel = [r for r in rows if r["class"] == cls and "-" in r["folder"] and r["folder"].rsplit("-", 1)[0] == kind]
+            if sel:
+                fac = f"size × {sel[0]['size_factor']:.2f}, aspect × {sel[0]['aspect_factor']:.2f}"
+                lines.append(f"| {cls} | {fac} | " + " | ".join(rate([r for r in sel if r["frames"] == n], "alarm")
+                                                                 for n in sizes) + " |")
     lines += ["", f"Per-lot rows: [drift-lots.csv](drift-lots.csv). ![statistic / threshold vs shift](drift-lots.png)", ""]
     (out / "drift-lots.md").write_text("\n".join(lines), encoding="utf-8")
     plot(rows, views, sizes, out / "drift-lots.png")
