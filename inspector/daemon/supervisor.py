@@ -131,7 +131,8 @@ class Supervisor:
                                    secure=lambda sock: secure_server(sock, sec, self.ctx))
         self.outcomes = Outcomes(self.ledger, self.recorder, self.publisher, self.metrics,
                                  log_results=self.cfg.log.results)
-        self.outcomes.listeners.append(LotDrift(self.cfg.models_path(), self.recorder, self.metrics))
+        self.lot_drift = LotDrift(self.cfg.models_path(), self.recorder, self.metrics)
+        self.outcomes.listeners.append(self.lot_drift)
         self.metrics.queue_capacity.set(self.cfg.queue.capacity)
         self.metrics.workers_configured.set(self.cfg.workers)
         self.metrics.declare_camera(self.cfg.camera_id())
@@ -434,6 +435,7 @@ class Supervisor:
                 p.terminate()
                 p.join(1)
         self._drain()
+        self.lot_drift.close("shutdown")  # the running lot's lot_summary: the daemon stops mid-lot
         self.recorder.shutdown(self.ledger.counts)
         if not self.outcomes.commit():
             log.error("stopping with %d decision(s) unpublished: the audit store refuses writes (%s)",

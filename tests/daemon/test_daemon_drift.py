@@ -58,6 +58,8 @@ def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_fact
     summaries = _records(tmp_path / "state", "lot_summary")
     l1 = [s for s in summaries if s["lot"] == "L1"]
     assert len(l1) == 1, summaries
+    l2 = [s for s in summaries if s["lot"] == "L2"]  # the lot running at SIGTERM is closed too
+    assert len(l2) == 1 and l2[0]["closed_by"] == "shutdown" and l2[0]["frames"] >= 1, summaries
     s = l1[0]
     assert s["excipient"] == expected and s["frames"] >= 4 and s["closed_by"] == "lot_change"
     assert s["frames_embedded"] == s["frames"] and s["drift"] is not None and s["threshold"] > 0
