@@ -185,9 +185,10 @@ class ExcipientIdentity(Inspection):
         block = md.manifest.extra.get("openset")
         openset = (OpenSet.load(md.artifact(OPENSET_ARTIFACT), block, head.num_classes)
                    if block and OPENSET_ARTIFACT in md.manifest.artifacts else None)
-        self.ctx.log.info("excipient_identity: model %s/%s (%s) on %s, classes %s, open-set check %s", md.manifest.name,
-                          md.manifest.version, p.precision, ort_model.provider, md.manifest.classes,
-                          f"{openset.method}/{openset.aggregation} > {openset.threshold:.4g}" if openset else "off")
+        self.ctx.log.info("excipient_identity: model %s/%s (%s) on %s, classes %s, open-set check %s, lot-drift views %s",
+                          md.manifest.name, md.manifest.version, p.precision, ort_model.provider, md.manifest.classes,
+                          f"{openset.method}/{openset.aggregation} > {openset.threshold:.4g}" if openset else "off",
+                          ("embedding+morphology" if openset.measures_morphology else "embedding") if openset else "none")
         return _Loaded(md, ort_model, head, openset)
 
     def model_info(self) -> ModelInfo:
