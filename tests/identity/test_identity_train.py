@@ -248,6 +248,8 @@ def test_evaluate_cli_end_to_end(data_dir, tmp_path):
 
 
 def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, capsys):
+    import cv2
+
     from inspector.offline.identity.backbones import build_backbone
     from inspector.identity.tiling import frame_tiles, preprocess
     from inspector.modelrepo import load_model_dir
@@ -255,10 +257,15 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
     weights = tmp_path / "tiny_notop.weights.h5"
     build_backbone("tiny", weights=None).save_weights(str(weights))
     out = tmp_path / "models" / "excipient_identity" / "7"
+    cal = tmp_path / "cal"  # fresh frames of the same classes for the open-set / drift calibration
+    for c, name in enumerate(CLASSES):
+        (cal / name).mkdir(parents=True)
+        for i in range(12):
+            cv2.imwrite(str(cal / name / f"{i:02d}.png"), _frame(name, 5000 + 100 * c + i))
     argv = ["train", "identity", str(data_dir), "--backbone", "tiny", "--weights", str(weights),
             "--train-layers", "all", "--grid", "--lrs", "0.1,0.0001", "--batches", "8", "--epochs", "6", "--patience", "6",
             "--hidden", "32", "--out", str(out), "--keras", str(tmp_path / "k" / "model.keras"),
-            "--report", str(tmp_path / "train-report"), "--no-progress"]
+            "--report", str(tmp_path / "train-report"), "--calibrate", str(cal), "--no-progress"]
     assert _run_cli(argv) == 0
     md = load_model_dir(out)  # sha256-verified
     man = md.manifest
@@ -285,7 +292,12 @@ def test_train_cli_learns_and_exports_with_local_weights(data_dir, tmp_path, cap
     k_probs = np.asarray(keras.models.load_model(str(tmp_path / "k" / "model.keras"), compile=False)(x))
     sess = ort.InferenceSession(str(md.artifact("model.onnx")), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(["probs"], {"tiles": x})[0], k_probs, atol=1e-5)
-    assert "exported excipient_identity/7" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "exported excipient_identity/7" in printed and "lot drift (embedding, morphology)" in printed
+    # calibrated as part of training: the open-set block, its artifact (verified) and both drift views
+    cal_md = load_model_dir(out)
+    assert "openset.npz" in cal_md.manifest.artifacts and cal_md.manifest.thresholds["ood"] > 0
+    assert cal_md.manifest.extra["openset"]["drift"]["morphology"]["threshold"] > 0
     # a second run into the same version is refused before any training
     assert _run_cli(argv) == 1
     assert "already holds a model version" in capsys.readouterr().err

@@ -89,6 +89,9 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     t.add_argument("--val-fraction", type=float, default=0.2, help="fraction of each class's frames for validation")
     t.add_argument("--report", metavar="DIR", help="also write a training report (curves, grid heat map)")
     t.add_argument("--keras", metavar="FILE.keras", help="also save the Keras model (+ FILE.json with classes)")
+    t.add_argument("--calibrate", metavar="DIR",
+                   help="then calibrate the unknown-material check and both lot-drift views on DIR (frames of the "
+                        "same classes, not the training frames; as `inspector calibrate openset`, defaults)")
     t.set_defaults(func=cmd_train)
 
     e = groups["evaluate"].add_parser(
@@ -161,6 +164,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"exported {m.name}/{m.version} to {out.model_dir.path} (sha256 {m.sha256[:12]}…)")
     if out.report_files:
         print(f"report: {out.report_files['report']}")
+    if args.calibrate:
+        from inspector.offline.identity.openset_fit import calibrate_model
+
+        _, block = calibrate_model(out.model_dir.path, args.calibrate, cache_dir=args.cache,
+                                   progress=not args.no_progress, command=_command_line())
+        print(f"calibrated the open-set check (threshold {block['threshold']:.4g} on {block['holdout_frames']} "
+              f"held-out frames) and lot drift ({', '.join(['embedding'] + (['morphology'] if 'morphology' in block['drift'] else []))})")
     return 0
 
 
