@@ -113,8 +113,9 @@ def in_process(paths: list[Path], repeat: int, with_v1: bool) -> None:
               f"per frame ({np.median(c) / np.median(cpu['new']):.1f}x the new path)")
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and every live descendant (Linux /proc)."""
+def _tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and every live descendant (Linux /proc), by
+    process title (``inspector: worker 1`` …; workers summed as ``worker``)."""
     parent: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for d in Path("/proc").iterdir():
@@ -132,7 +133,15 @@ def _tree_cpu(pid: int) -> float:
         more = {p for p, pp in parent.items() if pp in tree} - tree
         grew = bool(more)
         tree |= more
-    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in tree:
+        try:
+            title = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        role = title.removeprefix("inspector: ").split(" ")[0] if title.startswith("inspector: ") else "other"
+        out[role] = out.get(role, 0.0) + ticks.get(p, 0) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _port() -> int:
@@ -167,7 +176,8 @@ def through_daemon(paths: list[Path], duration: float, fps: float, snapshot: boo
                             stderr=subprocess.PIPE, text=True)
     got: list[tuple[float, float, str]] = []
     start = None
-    cpu0 = cpu1 = float("nan")
+    cpu0: dict[str, float] = {}
+    cpu1: dict[str, float] = {}
     deadline = time.monotonic() + duration + 60
     while time.monotonic() < deadline:
         if sub.poll(500):
@@ -200,12 +210,15 @@ def through_daemon(paths: list[Path], duration: float, fps: float, snapshot: boo
     rate = (len(t) - 1) / (t[-1] - t[0])
     verdicts = {v: sum(g[2] == v for g in got) for v in {g[2] for g in got}}
     load = os.getloadavg()
+    n = max(1, len(t) - 1)
+    per_role = {k: 1e3 * (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / n for k in sorted(cpu1)}
     print(f"daemon, {W}x{H} Mono8, 2 workers, camera paced at {fps:g}/s, snapshot {'on' if snapshot else 'off'}: "
           f"{rate:.1f} results/s over {t[-1] - t[0]:.0f} s ({len(t)} results, verdicts {verdicts}); frame latency p50 "
-          f"{np.median(lat):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms; daemon CPU (all "
-          f"processes) {1e3 * (cpu1 - cpu0) / max(1, len(t) - 1):.0f} ms per result; target 15/s -> "
+          f"{np.median(lat):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms, max {lat.max():.0f} ms; target 15/s -> "
           f"{100 * rate / 15:.0f} % of it; load average (1 min) {load_before[0]:.2f} before, {load[0]:.2f} at the end, "
           f"on {os.cpu_count()} CPUs")
+    print(f"daemon CPU per result (every process, load-independent): {sum(per_role.values()):.0f} ms = "
+          + ", ".join(f"{k} {v:.0f} ms" for k, v in per_role.items()))
 
 
 def main() -> None:
