@@ -78,6 +78,8 @@ def run_worker(cfg_data: dict[str, Any], endpoints: dict[str, str], worker: str,
     (model versions set by hot reloads); ``generation`` that of the acquisition process running then."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # see acquisition.run_acquisition
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # the local workers share this host's cores: OpenCV's own thread pool in each would oversubscribe them
+    cv2.setNumThreads(max(1, (os.cpu_count() or 1) // max(1, int(cfg_data.get("workers") or 1))))
     child_setup(f"worker {worker.split('-')[0].lstrip('w')}", parent_pid)
     logging.basicConfig(level=cfg_data.get("log", {}).get("level", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -68,8 +68,10 @@ class TabletDefect(Inspection):
         super().__init__(params, ctx)
         self._model = _load(ctx.models_dir, params.model, params.version)
         from inspector.texture.features import warmup
+        from inspector.texture.patches import warmup as warmup_patches
 
         warmup()  # load the numba kernels now, not on the first frame
+        warmup_patches()
 
     # ---- settings: the params override the manifest ------------------------------------------------
     @property

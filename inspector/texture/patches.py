@@ -20,8 +20,11 @@ patch that lies mostly on the tablet gets :data:`PATCH_FEATURES`:
 The frame also gets :data:`FRAME_FEATURES` (surface-wide changes that patch-relative statistics
 normalise away: median grey, spread of the patch means, the whole tablet's dark/bright shares).
 An absolute gradient level is left out on purpose: it depends on the resolution (texture detail).
-Everything is box sums over the tablet's bounding square with OpenCV/numpy — no per-patch Python
-loop — so a 2580 × 1944 frame costs tens of milliseconds (``bench/bench_texture.py``).
+After the Gaussian, one fused numba pass (:mod:`inspector.texture.patch_kernel`) takes every per-patch
+sum at once, and the thumbnail for the tablet finder is an exact, faster copy of OpenCV's area resize
+(:mod:`inspector.texture.area_resize`): a 2580 × 1944 frame costs ≈ 35 ms of one core
+(``bench/bench_texture_fullres.py``; the first, multi-pass implementation is kept as the reference in
+``tests/support/patch_reference.py`` and the parity test holds the two together).
 """
 
 from __future__ import annotations
@@ -63,10 +66,12 @@ def find_tablet(gray: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """(convex hull points in frame pixels, centre x, centre y, radius) of the largest bright object."""
     import cv2
 
+    from inspector.texture.area_resize import resize_area
+
     h, w = gray.shape
     f = min(1.0, THUMB_SIDE / max(h, w))
     g8 = gray if gray.dtype == np.uint8 else cv2.convertScaleAbs(gray, alpha=255.0 / max(1, int(gray.max())))
-    thumb = cv2.resize(g8, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g8
+    thumb = resize_area(g8, (max(1, round(w * f)), max(1, round(h * f)))) if f < 1 else g8
     if int(thumb.max()) == int(thumb.min()):
         raise BadFrameError("no tablet: the frame is constant", "no_roi")
     _, binary = cv2.threshold(cv2.GaussianBlur(thumb, (3, 3), 0), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
@@ -83,26 +88,24 @@ def find_tablet(gray: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     return hull, float(cx), float(cy), float(r)
 
 
-def _block_sum(a: np.ndarray, tiles: int) -> np.ndarray:
-    """(tiles, tiles) sums over the equal square blocks of a square map (OpenCV area resize × block area)."""
+def _masked_median(region: np.ndarray, inside: np.ndarray) -> float:
+    """Median grey of the tablet (integer grey values) from its masked histogram."""
     import cv2
 
-    side = a.shape[0]
-    src = a if a.dtype == np.float32 else a.astype(np.float32)
-    return cv2.resize(src, (tiles, tiles), interpolation=cv2.INTER_AREA).astype(np.float64) * (side / tiles) ** 2
-
-
-def _masked_median(crop: np.ndarray, inside: np.ndarray) -> float:
-    """Median grey of the tablet from its histogram (exact for integer grey values)."""
-    vals = crop[inside.astype(bool)].astype(np.int64)
-    hist = np.bincount(vals)
-    c = np.cumsum(hist)
+    if region.dtype == np.uint8 or region.dtype == np.uint16:
+        bins = 256 if region.dtype == np.uint8 else 65536
+        hist = cv2.calcHist([np.ascontiguousarray(region)], [0], np.ascontiguousarray(inside), [bins], [0, bins])
+        c = np.cumsum(hist.ravel().astype(np.int64))
+    else:
+        c = np.cumsum(np.bincount(region[inside.astype(bool)].astype(np.int64)))
     return float(np.searchsorted(c, (c[-1] + 1) // 2))
 
 
 def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
     """Per-patch and per-frame features of the tablet in ``gray`` (2-D uint8/uint16). Raises BadFrameError."""
     import cv2
+
+    from inspector.texture.patch_kernel import patch_sums
 
     if gray.ndim != 2:
         raise BadFrameError(f"patch features need a 2-D grey frame, got shape {gray.shape}", "pixel_format")
@@ -112,63 +115,54 @@ def patch_grid(gray: np.ndarray, tiles: int = DEFAULT_TILES) -> PatchGrid:
     side = tiles * s
     H, W = gray.shape
     # the tablet's bounding square, zero-padded where it leaves the frame
-    crop = np.zeros((side, side), np.float32)
     sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(W, x0 + side), min(H, y0 + side)
     if sx1 <= sx0 or sy1 <= sy0:
         raise BadFrameError("no tablet inside the frame", "no_roi")
-    crop[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = gray[sy0:sy1, sx0:sx1]
+    inner = (slice(sy0 - y0, sy1 - y0), slice(sx0 - x0, sx1 - x0))
+    region = gray[sy0:sy1, sx0:sx1]
+    if region.shape == (side, side):
+        crop = region.astype(np.float32)
+    else:
+        crop = np.zeros((side, side), np.float32)
+        crop[inner] = region
     # the hull shrunk towards the centre by the margin (for a near-circular convex outline the same as an
     # erosion, without a large-kernel pass over the full-resolution square)
     margin = max(1.0, EDGE_MARGIN * r)
     shrunk = np.array([cx, cy]) + (hull - (cx, cy)) * (1.0 - margin / r)
     inside = np.zeros((side, side), np.uint8)
     cv2.fillPoly(inside, [np.round(shrunk - (x0, y0)).astype(np.int32)], 1)
-    valid = np.zeros_like(inside)
-    valid[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = 1
-    inside &= valid
+    if region.shape != (side, side):  # nothing outside the frame is on the tablet
+        valid = np.zeros_like(inside)
+        valid[inner] = 1
+        inside &= valid
     n_in = int(cv2.countNonZero(inside))
     if n_in < 64:
         raise BadFrameError("tablet too small after the edge margin", "too_small")
-    med = _masked_median(crop, inside)
+    med = _masked_median(region, inside[inner])
     if med <= 0:
         raise BadFrameError("the tablet is black (median grey 0)", "no_texture")
-    # per-pixel maps on the raw grey, normalised by the median afterwards (the same as dividing first);
-    # block sums by INTER_AREA resizing (exact box means when the side is tiles × s)
     # scale normalisation without discarding pixels: a Gaussian of σ = r / REF_RADIUS px makes the pixel
     # noise and edge widths of a 2580×1944 frame look like those of the 1024×768 training frames
     crop = cv2.GaussianBlur(crop, (0, 0), max(0.5, r / REF_RADIUS))
-    Tf = inside.astype(np.float32)
-    cT = cv2.multiply(crop, Tf)
-    gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
-    grad = cv2.magnitude(gx, gy)
-    grad = cv2.multiply(grad, Tf)  # the mask border lies on the tablet: no edge there
-    inside255 = inside * np.uint8(255)
-
-    def share(cmp: int, level: float) -> np.ndarray:
-        hit = cv2.bitwise_and(cv2.compare(crop, level, cmp), inside255)
-        return _block_sum(hit, tiles) / 255.0
-
-    cnt = _block_sum(Tf, tiles)
-    sums = [_block_sum(cT, tiles) / med, _block_sum(cv2.multiply(cT, crop), tiles) / (med * med),
-            share(cv2.CMP_LT, 0.75 * med), share(cv2.CMP_LT, 0.5 * med), share(cv2.CMP_GT, 1.25 * med),
-            _block_sum(grad, tiles)]
+    # every per-patch sum in one pass over the smoothed square, on the raw grey (normalised by the median
+    # afterwards: the same as dividing first); the mask border lies on the tablet, so no edge there
+    cnt, s1, s2, dark, very_dark, bright, grad = patch_sums(crop, inside, tiles, s, 0.75 * med, 0.5 * med, 1.25 * med)
     keep = cnt >= MIN_INSIDE * s * s
     if not keep.any():
         raise BadFrameError("no patch lies mostly on the tablet", "too_small")
     c = cnt[keep]
-    mean = sums[0][keep] / c
-    sd = np.sqrt(np.maximum(sums[1][keep] / c - mean**2, 0.0))
+    mean = s1[keep] / med / c
+    sd = np.sqrt(np.maximum(s2[keep] / (med * med) / c - mean**2, 0.0))
     iy, ix = np.nonzero(keep)
     pcx, pcy = x0 + (ix + 0.5) * s, y0 + (iy + 0.5) * s
     radius = np.hypot(pcx - cx, pcy - cy) / r
-    g = sums[5][keep] / c
+    g = grad[keep] / c
     g = g / max(float(np.median(g)), 1e-9)  # relative to the tablet's typical patch: resolution-free
-    X = np.column_stack([mean, sd, sums[2][keep] / c, sums[3][keep] / c, sums[4][keep] / c, g, radius])
+    X = np.column_stack([mean, sd, dark[keep] / c, very_dark[keep] / c, bright[keep] / c, g, radius])
     boxes = np.column_stack([x0 + ix * s, y0 + iy * s, np.full(len(ix), s), np.full(len(ix), s)]).astype(int)
     tot = float(cnt.sum())
     frame = np.array([med / (65535.0 if gray.dtype == np.uint16 else 255.0), float(mean.std()),
-                      float(sums[2].sum() / tot), float(sums[4].sum() / tot)])
+                      float(dark.sum() / tot), float(bright.sum() / tot)])
     return PatchGrid(X=X, boxes=boxes, frame=frame, center=(cx, cy), radius=r)
 
 
@@ -176,9 +170,11 @@ def snapshot_png(gray: np.ndarray, box: tuple[int, int, int, int], *, max_side: 
     """PNG of the frame (downscaled to ``max_side``) with the worst patch drawn as a red rectangle."""
     import cv2
 
+    from inspector.texture.area_resize import resize_area
+
     f = min(1.0, max_side / max(gray.shape))
     g8 = gray if gray.dtype == np.uint8 else cv2.convertScaleAbs(gray, alpha=255.0 / max(1, int(gray.max())))
-    small = cv2.resize(g8, (round(gray.shape[1] * f), round(gray.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    small = resize_area(g8, (round(gray.shape[1] * f), round(gray.shape[0] * f)))
     bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
     x, y, w, h = (int(round(v * f)) for v in box)
     cv2.rectangle(bgr, (x, y), (x + w, y + h), (0, 0, 255), 2)
@@ -186,3 +182,11 @@ def snapshot_png(gray: np.ndarray, box: tuple[int, int, int, int], *, max_side: 
     if not ok:
         raise BadFrameError("cannot encode the snapshot PNG", "encode")
     return buf.tobytes()
+
+
+def warmup() -> None:
+    """Load the numba kernels (and check the area resize against OpenCV) now, not on the first frame."""
+    from inspector.texture import area_resize, patch_kernel
+
+    area_resize.warmup()
+    patch_kernel.warmup()
