@@ -113,6 +113,34 @@ def in_process(paths: list[Path], repeat: int, with_v1: bool) -> None:
               f"per frame ({np.median(c) / np.median(cpu['new']):.1f}x the new path)")
 
 
+def profile(paths: list[Path], repeat: int) -> None:
+    """Where the CPU of ``patch_grid`` goes, old and new: cProfile with a CPU timer, top calls per frame."""
+    import cProfile
+    import pstats
+
+    from patch_reference import patch_grid_reference
+
+    from inspector.texture.patches import patch_grid, warmup
+
+    cv2.setNumThreads(1)
+    warmup()
+    imgs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
+    for label, fn in (("first implementation", patch_grid_reference), ("now", patch_grid)):
+        fn(imgs[0])
+        pr = cProfile.Profile(timer=time.process_time)
+        pr.enable()
+        for _ in range(repeat):
+            for g in imgs:
+                fn(g)
+        pr.disable()
+        n = repeat * len(imgs)
+        stats = pstats.Stats(pr).stats  # type: ignore[attr-defined]
+        rows = sorted(((v[2] / n * 1e3, k[2] if k[0] == "~" else f"{Path(k[0]).name}:{k[2]}")
+                       for k, v in stats.items()), reverse=True)[:10]
+        print(f"patch_grid, {label}: {sum(v[2] for v in stats.values()) / n * 1e3:.1f} ms process CPU per frame; "
+              "top calls (own time, ms/frame): " + ", ".join(f"{name} {ms:.1f}" for ms, name in rows))
+
+
 def _tree_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by ``pid`` and every live descendant (Linux /proc), by
     process title (``inspector: worker 1`` …; workers summed as ``worker``)."""
@@ -228,11 +256,14 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--fps", type=float, default=15.0)
     ap.add_argument("--skip-daemon", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also print where patch_grid's CPU goes, old and new")
     ap.add_argument("--with-v1", action="store_true", help="also time the whole-tablet 281-feature model (slow)")
     ap.add_argument("--snapshot", action="store_true", help="daemon: attach the PNG snapshot to rejects (the inspection's default; off in this bench unless given)")
     a = ap.parse_args()
     paths = frames(a.frames)
     print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if a.profile:
+        profile(paths, a.repeat)
     in_process(paths, a.repeat, a.with_v1)
     if not a.skip_daemon:
         through_daemon(paths, a.duration, a.fps, a.snapshot)

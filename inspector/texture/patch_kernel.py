@@ -5,7 +5,7 @@ pixels below two grey levels and above one, and Σ|∇c| (3 × 3 Sobel magnitude
 OpenCV's default ``BORDER_REFLECT_101``), all over the pixels where ``inside`` is set. Hand-written
 because OpenCV needs ≈ 12 memory-bound passes and float32 temporaries for the same sums (Sobel × 2,
 magnitude, three masks, products, seven area resizes); this reads each pixel once and accumulates in
-float64 (the gradient in float32, like OpenCV's): ≈ 8 ms at 2580 × 1944 against ≈ 45 ms for the
+float64 (the gradient in float32, like OpenCV's): ≈ 9 ms at 2580 × 1944 against ≈ 60 ms for the
 OpenCV passes it replaces (``bench/bench_texture_fullres.py`` times the whole path).
 """
 

@@ -22,7 +22,7 @@ normalise away: median grey, spread of the patch means, the whole tablet's dark/
 An absolute gradient level is left out on purpose: it depends on the resolution (texture detail).
 After the Gaussian, one fused numba pass (:mod:`inspector.texture.patch_kernel`) takes every per-patch
 sum at once, and the thumbnail for the tablet finder is an exact, faster copy of OpenCV's area resize
-(:mod:`inspector.texture.area_resize`): a 2580 × 1944 frame costs ≈ 35 ms of one core
+(:mod:`inspector.texture.area_resize`): a 2580 × 1944 frame costs ≈ 30–45 ms of one core
 (``bench/bench_texture_fullres.py``; the first, multi-pass implementation is kept as the reference in
 ``tests/support/patch_reference.py`` and the parity test holds the two together).
 """
