@@ -136,9 +136,14 @@ def frame_tiles(img: np.ndarray, tile: int = TILE) -> tuple[np.ndarray, list[tup
     and the (y, x) origins in the cropped frame (which has the frame's own coordinates, since the
     bar is at the bottom).
     """
-    grey = crop_data_bar(to_gray_u8(img))
-    origins = tile_grid(grey.shape[0], grey.shape[1], tile)
-    tiles = np.stack([grey[y:y + tile, x:x + tile] for y, x in origins])
+    return grid_tiles(crop_data_bar(to_gray_u8(img)), tile)
+
+
+def grid_tiles(body: np.ndarray, tile: int = TILE) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """:func:`frame_tiles` of a grey uint8 frame whose data bar is already cropped (the bar detection
+    costs ≈ 10 ms on a 1280 × 1024 frame: a caller that needs the cropped frame too crops once)."""
+    origins = tile_grid(body.shape[0], body.shape[1], tile)
+    tiles = np.stack([body[y:y + tile, x:x + tile] for y, x in origins])
     return np.ascontiguousarray(tiles), origins
 
 

@@ -37,7 +37,7 @@ from inspector.identity.gradcam import HEAD_ARTIFACT, DenseHead, encode_png, fra
 from inspector.identity.openset import ARTIFACT as OPENSET_ARTIFACT, OpenSet
 from inspector.identity.runtime import ARTIFACTS, DEFAULT_PROVIDERS, OrtModel, check_provider_names
 from inspector.identity.morphology import measure as measure_morphology
-from inspector.identity.tiling import crop_data_bar, frame_tiles, preprocess, to_gray_u8
+from inspector.identity.tiling import crop_data_bar, grid_tiles, preprocess, to_gray_u8
 from inspector.identity.triton_runtime import RemoteIdentityModel, RemoteInferenceError, TritonSettings
 from inspector.inspections.base import (
     Attachment, Inspection, InspectionContext, InspectionParams, InspectionResult, ModelInfo,
@@ -222,8 +222,9 @@ class ExcipientIdentity(Inspection):
         cur = self._current
         classes = cur.classes
         t0 = time.perf_counter()
-        grey = to_gray_u8(frame.gray())
-        tiles, origins = frame_tiles(grey, cur.ort.tile)  # BadFrameError: too small / pixel format
+        grey = to_gray_u8(frame.gray())  # BadFrameError: pixel format
+        body = crop_data_bar(grey)  # the frame without its data bar (same coordinates: the bar is at the bottom)
+        tiles, origins = grid_tiles(body, cur.ort.tile)  # BadFrameError: too small
         x = preprocess(tiles, cur.ort.preprocess_mode)
         t1 = time.perf_counter()
         remote = isinstance(cur.ort, RemoteIdentityModel)
@@ -262,7 +263,7 @@ class ExcipientIdentity(Inspection):
         unknown = self._openset(cur, probs, out["pooled"], scores, detail)
         if cur.openset is not None and cur.openset.measures_morphology:  # the lot-drift morphology view
             t3 = time.perf_counter()
-            detail["morphology"] = [round(float(v), 5) for v in measure_morphology(crop_data_bar(grey))]
+            detail["morphology"] = [round(float(v), 5) for v in measure_morphology(body)]
             stages["morphology"] = time.perf_counter() - t3
         mismatch = exp_idx is not None and exp_idx != idx
         low = conf < self.params.min_confidence
