@@ -158,7 +158,7 @@ def plot(rows: list[dict], views: dict, sizes: list[int], path: Path) -> None:
     for ax, name in zip(axes[0], views):
         for n, colour in zip(sizes, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
             sel = [r for r in rows if r["frames"] == n]
-            x = [100 * r["shift"] * (1 if r["same_distribution"] else 1) for r in sel]
+            x = [100 * r["shift"] for r in sel]
             y = [r[f"{name}_drift"] / r[f"{name}_threshold"] for r in sel]
             ax.scatter(x, y, s=12, c=colour, alpha=0.7, label=f"{n} frames per lot")
         ax.axhline(1.0, c="k", lw=1, ls="--", label="threshold")

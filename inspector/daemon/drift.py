@@ -70,13 +70,12 @@ class Reference:
     threshold: float
     min_frames: int
     morphology: View | None = None
+    views: dict[str, View] = field(init=False)  # name -> view; each view's per-frame vector is detail[name]
 
-    @property
-    def views(self) -> dict[str, View]:
-        out = {"embedding": View("embedding", self.means, self.precision, self.counts, self.threshold)}
+    def __post_init__(self) -> None:
+        self.views = {"embedding": View("embedding", self.means, self.precision, self.counts, self.threshold)}
         if self.morphology is not None:
-            out["morphology"] = self.morphology
-        return out
+            self.views["morphology"] = self.morphology
 
     @classmethod
     def load(cls, models_path: Path, name: str, version: str) -> Reference | None:
@@ -140,10 +139,6 @@ def drift_value(total: np.ndarray, n: int, mean: np.ndarray, precision: np.ndarr
     return float(dz @ precision @ dz / (1.0 / n + 1.0 / n_ref))
 
 
-#: where each view's per-frame vector is in an identity decision's ``detail``
-DETAIL_KEYS = {"embedding": "embedding", "morphology": "morphology"}
-
-
 class LotDrift:
     """Outcomes listener: ``listener(headers, attachments)`` for every published frame."""
 
@@ -184,7 +179,7 @@ class LotDrift:
         ref, ci = self._reference(h.get("model") or {}, st)
         if ref is not None and ci is not None:
             for name, view in ref.views.items():
-                raw = detail.get(DETAIL_KEYS[name])
+                raw = detail.get(name)
                 v = self._vector(raw, view.means.shape[1], name) if raw is not None else None
                 if v is not None:
                     run = st.views.setdefault(name, Running())

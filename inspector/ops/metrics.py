@@ -174,13 +174,7 @@ class Metrics:
 
     def remove_lot(self, lot: str, excipient: str) -> None:
         """Drop a closed lot's drift series (only the current and the previous lot are exported)."""
-        try:
-            self.lot_frames.remove(lot, excipient)
-        except KeyError:
-            pass
-        for g in (self.lot_drift, self.lot_drift_threshold):
-            for view in ("embedding", "morphology"):
-                try:
-                    g.remove(lot, excipient, view)
-                except KeyError:
-                    pass
+        for g in (self.lot_drift, self.lot_drift_threshold, self.lot_frames):
+            for labels in {tuple(x.labels.values()) for x in g.collect()[0].samples
+                           if x.labels["lot"] == lot and x.labels["excipient"] == excipient}:
+                g.remove(*labels)  # every series of the lot (each drift view, the frame count)

@@ -53,20 +53,13 @@ def _precision(x: np.ndarray) -> np.ndarray:
     return LedoitWolf().fit(x).precision_
 
 
-def hotelling(lot: np.ndarray, mean: np.ndarray, precision: np.ndarray, n_ref: float) -> float:
-    """(x̄ - m)ᵀ S⁻¹ (x̄ - m) / (1/n + 1/n_ref): the statistic the supervisor computes per lot."""
-    from inspector.daemon.drift import drift_value
-
-    lot = np.asarray(lot, np.float64)
-    return drift_value(lot.sum(0), len(lot), mean, precision, n_ref)
-
-
 def fit_morphology(m: np.ndarray, y: np.ndarray, num_classes: int, *, q: float, sizes: tuple[int, ...] = LOT_SIZES,
                    n_perm: int = 300, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Reference arrays (``morph_*``) and the manifest block of the morphology view.
 
     ``m``: (n_frames, k) vectors of the calibration frames, ``y``: their model class index."""
     from inspector.errors import InspectorError
+    from inspector.offline.identity.openset_fit import drift_statistic  # the supervisor's statistic
 
     m = np.asarray(m, np.float64)
     k = m.shape[1]
@@ -82,7 +75,7 @@ def fit_morphology(m: np.ndarray, y: np.ndarray, num_classes: int, *, q: float, 
             for _ in range(n_perm):
                 perm = rng.permutation(len(x))
                 lot, rest = x[perm[:n]], x[perm[n:]]
-                null.setdefault(n, []).append(hotelling(lot, rest.mean(0), _precision(rest), len(rest)))
+                null.setdefault(n, []).append(drift_statistic(lot, rest.mean(0), _precision(rest), len(rest)))
     allv = np.concatenate([np.array(v) for v in null.values()])
     block = {"features": list(FEATURES), "threshold": float(np.quantile(allv, q)), "quantile": q,
              "by_lot_size": {str(n): float(np.quantile(v, q)) for n, v in sorted(null.items())},
