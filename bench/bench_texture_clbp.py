@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -36,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from inspector.texture.clbp import CLBP_SCALES, clbp_features  # noqa: E402
 from inspector.texture.features import extract, warmup  # noqa: E402
 from inspector.texture.lbp import lbp_features  # noqa: E402
+from bench_texture import fmt, measure  # noqa: E402  (same timing as the 281-feature bench)
 
 
 def load_image() -> tuple[np.ndarray, str]:
@@ -76,22 +75,6 @@ def numpy_clbp(gray: np.ndarray) -> np.ndarray:
         joint = codes[0] * (p + 2) + codes[1]
         out.append(np.bincount(joint.ravel(), minlength=(p + 2) ** 2) / joint.size)
     return np.concatenate(out)
-
-
-def measure(fn, repeat: int) -> dict[str, float]:
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        fn()
-        cpu.append(time.thread_time() - c0)
-        wall.append(time.perf_counter() - t0)
-    return {"wall_min": min(wall), "wall_med": statistics.median(wall),
-            "cpu_min": min(cpu), "cpu_med": statistics.median(cpu)}
-
-
-def fmt(m: dict[str, float]) -> str:
-    return (f"wall best {m['wall_min'] * 1e3:8.1f} ms  median {m['wall_med'] * 1e3:8.1f} ms | "
-            f"cpu best {m['cpu_min'] * 1e3:8.1f} ms  median {m['cpu_med'] * 1e3:8.1f} ms")
 
 
 def run(gray: np.ndarray, label: str, repeat: int, with_numpy: bool) -> None:

@@ -19,14 +19,7 @@ from inspector.inspections import inspection_class
 from inspector.inspections.base import InspectionContext
 from inspector.inspections.tablet_defect import TabletDefect
 from inspector.offline.texture.dataset import data_sha256
-
-
-def _texture(kind: str, seed: int, size: int = 72) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.normal(128, 40, (size, size)), (0, 0), 2.0)
-    if kind == "streaks":
-        img += 35 * np.sin(np.arange(size) * 1.9 + rng.uniform(0, 6))[None, :]
-    return np.clip(img, 0, 255).astype(np.uint8)
+from texture_helpers import texture_image as _texture
 
 
 def _frame(pixels: np.ndarray) -> Frame:
