@@ -17,8 +17,8 @@ from inspector.offline.identity.torch_weights import (
     LEGACY_MAGIC,
     WeightsFileError,
     read_legacy_state_dict,
-    sha256_of,
 )
+from inspector.modelrepo import sha256_file
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -78,7 +78,7 @@ def test_foreign_pickle_is_refused_even_with_a_matching_hash(tmp_path, position)
         pickle.dump({"_conv_stem.weight": _Exploit(str(marker))}, f, protocol=2)
     # the attacker controls the pin here: the restricted unpickler must refuse on its own
     with pytest.raises(WeightsFileError, match=r"refused to unpickle global (os|posix)\.system"):
-        read_legacy_state_dict(path, sha256=sha256_of(path))
+        read_legacy_state_dict(path, sha256=sha256_file(path))
     assert not marker.exists()
 
 
@@ -86,11 +86,11 @@ def test_other_globals_and_garbage_are_refused(tmp_path):
     path = tmp_path / "eval.pth"
     path.write_bytes(pickle.dumps(eval, protocol=2))
     with pytest.raises(WeightsFileError, match=r"(__builtin__|builtins)\.eval"):
-        read_legacy_state_dict(path, sha256=sha256_of(path))
+        read_legacy_state_dict(path, sha256=sha256_file(path))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x80\x02not a pickle at all")
     with pytest.raises(WeightsFileError, match="malformed"):
-        read_legacy_state_dict(junk, sha256=sha256_of(junk))
+        read_legacy_state_dict(junk, sha256=sha256_file(junk))
     with pytest.raises(WeightsFileError, match="does not exist"):
         read_legacy_state_dict(tmp_path / "absent.pth", sha256="0" * 64)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.modelrepo import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -49,14 +50,6 @@ def default_cache_dir() -> Path:
     return Path(xdg) / "inspector" / "embeddings"
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_id(backbone: str, weights: str | None) -> str:
     """What identifies the backbone weights: the pinned sha256 of the package file, a file's sha256, or none."""
     if weights is None:
@@ -71,8 +64,8 @@ def weights_id(backbone: str, weights: str | None) -> str:
         p = imagenet_weights_path(backbone)
         if p is None:
             raise InspectorError(f"no ImageNet weights for {backbone} to cache features of")
-        return file_sha256(p)
-    return file_sha256(weights)
+        return sha256_file(p)
+    return sha256_file(weights)
 
 
 @dataclass(frozen=True)
@@ -168,7 +161,7 @@ def compute_features(data: TileDataset, backbone: str, weights: str | None, *, c
     fspec = FeatureSpec(bspec.name, weights_id(bspec.name, weights), data.tile, bspec.preprocess_mode, boundary_layer)
     cache = EmbeddingCache(cache_dir or default_cache_dir())
     n = len(data.frames)
-    shas = [file_sha256(f) for f in data.frames]
+    shas = [sha256_file(f) for f in data.frames]
     pooled: list[np.ndarray | None] = [None] * n
     bound: list[np.ndarray | None] = [None] * n
     todo = []

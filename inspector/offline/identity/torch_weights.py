@@ -22,7 +22,6 @@ dtypes); any other global (``os.system``, ``builtins.eval`` …) is refused with
 from __future__ import annotations
 
 import collections
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from inspector.errors import InspectorError
+from inspector.modelrepo import sha256_file
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -45,14 +45,6 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
 
 class WeightsFileError(InspectorError):
     """A weights file is missing, has the wrong sha256, references a refused global or is malformed."""
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -131,7 +123,7 @@ def read_legacy_state_dict(path: str | Path, *, sha256: str) -> dict[str, np.nda
     p = Path(path)
     if not p.is_file():
         raise WeightsFileError(f"weights file {p} does not exist")
-    got = sha256_of(p)
+    got = sha256_file(p)
     if got != sha256.lower():
         raise WeightsFileError(f"weights file {p.name} has sha256 {got[:16]}…, expected {sha256[:16]}…: refused")
     with open(p, "rb") as f:
