@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.errors import InspectorError
-from inspector.offline.identity.train import FitResult, TrainConfig, _progress_callback
+from inspector.offline.identity.train import FitResult, TrainConfig, compile_sgd, fit_callbacks
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -106,16 +106,10 @@ def fit_cached(feats: Features, labels: np.ndarray, frame_ids: np.ndarray, train
     full = build_classifier(cfg.backbone, num_classes, weights=cfg.weights, hidden=cfg.hidden, dropout=cfg.dropout,
                             tile=feats.spec.tile, train_layers="last_block")
     tail = tail_model(full, mode, feats.spec.boundary_layer)
-    tail.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
-                 loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+    compile_sgd(tail, lr)
     train_ds = _dataset(_inputs(feats, mode, train_tiles), labels[train_tiles], batch, shuffle=True, seed=cfg.seed)
     val_ds = _dataset(_inputs(feats, mode, val_tiles), labels[val_tiles], 256, shuffle=False, seed=cfg.seed)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience,
-                                      restore_best_weights=True),
-        _progress_callback(cfg.epochs, desc, progress),
-    ]
+    callbacks = fit_callbacks(cfg, desc, progress)
     hist = tail.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks,
                     shuffle=False)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}

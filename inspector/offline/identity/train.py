@@ -215,6 +215,26 @@ def predict_probs(model: keras.Model, tiles: np.ndarray, mode: str, batch: int =
     return np.concatenate(out) if out else np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
 
 
+def compile_sgd(model: Any, lr: float) -> None:
+    """The paper's optimiser: SGD with momentum 0.9, sparse categorical cross-entropy, accuracy."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+
+
+def fit_callbacks(cfg: TrainConfig, desc: str, progress: bool) -> list[Any]:
+    """Stop on NaN, early stopping on validation accuracy (best weights restored), an epoch bar."""
+    import keras
+
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience,
+                                      restore_best_weights=True),
+        _progress_callback(cfg.epochs, desc, progress),
+    ]
+
+
 def _progress_callback(total: int, desc: str, enabled: bool) -> Any:
     import keras
     from tqdm import tqdm
@@ -257,17 +277,11 @@ def fit(data: TileDataset, train_tiles: np.ndarray, val_tiles: np.ndarray, cfg: 
     model = build_classifier(spec.name, data.num_classes, weights=weights, hidden=cfg.hidden,
                              dropout=cfg.dropout, tile=data.tile,
                              train_layers=effective_train_layers(cfg, weights))
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+    compile_sgd(model, lr)
     train_ds = make_dataset(data.tiles[train_tiles], data.labels[train_tiles], spec.preprocess_mode, batch,
                             shuffle=True, seed=cfg.seed, augment=cfg.augment)
     val_ds = make_dataset(data.tiles[val_tiles], data.labels[val_tiles], spec.preprocess_mode, 64, shuffle=False)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience,
-                                      restore_best_weights=True),
-        _progress_callback(cfg.epochs, desc, progress),
-    ]
+    callbacks = fit_callbacks(cfg, desc, progress)
     hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks,
                      shuffle=False)  # the tf.data pipeline shuffles
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
