@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
 import time
 import urllib.request
 
-from daemon_helpers import control, start_daemon, wait_ready, write_config
+from daemon_helpers import audit_records, control, start_daemon, wait_ready, write_config
 from openset_helpers import MODEL, calibrated_repo
 
 
 def _metrics(cfg: dict) -> str:
     with urllib.request.urlopen(f"http://{cfg['metrics']['listen']}/metrics", timeout=5) as r:
         return r.read().decode()
-
-
-def _records(state, kind: str) -> list[dict]:
-    con = sqlite3.connect(state / "audit.sqlite3")
-    try:
-        rows = con.execute("SELECT payload FROM audit WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-    finally:
-        con.close()
-    return [json.loads(r[0]) for r in rows]
 
 
 def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_factory):
@@ -55,7 +44,7 @@ def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_fact
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-3000:]
-    summaries = _records(tmp_path / "state", "lot_summary")
+    summaries = audit_records(tmp_path / "state", "lot_summary")
     l1 = [s for s in summaries if s["lot"] == "L1"]
     assert len(l1) == 1, summaries
     l2 = [s for s in summaries if s["lot"] == "L2"]  # the lot running at SIGTERM is closed too
@@ -67,6 +56,6 @@ def test_lot_change_writes_lot_summary_and_exports_drift(tmp_path, tmp_path_fact
     assert s["views"]["morphology"]["frames"] == s["frames"] and s["views"]["morphology"]["drift"] is not None
     assert s["alarm"] == bool(s["alarm_views"])
     # the frame records of the lot carry the compact embedding and the morphology for `inspector drift report`
-    frames = [f for f in _records(tmp_path / "state", "frame") if f.get("lot") == "L1" and f["decisions"]]
+    frames = [f for f in audit_records(tmp_path / "state", "frame") if f.get("lot") == "L1" and f["decisions"]]
     assert frames and all(len(f["decisions"][0]["embedding"]) == 8 for f in frames)
     assert all(len(f["decisions"][0]["morphology"]) == 4 for f in frames)

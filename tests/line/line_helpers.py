@@ -4,14 +4,13 @@ the reference line controller as a real subprocess, and the audit check that no 
 from __future__ import annotations
 
 import json
-import sqlite3
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from daemon_helpers import audit_frames, free_port, write_config  # noqa: F401 (re-exported)
+from daemon_helpers import audit_frames, audit_records, free_port, write_config  # noqa: F401 (re-exported)
 
 # noise frames have a Laplacian variance of ~2975-3085: a threshold in the middle rejects ~half
 REJECTING_QUALITY = [{"name": "quality", "params": {"min_focus": 3028}}]
@@ -59,15 +58,6 @@ def start_controller(endpoint: str, *args: str, name: str = "plc-1") -> subproce
 def controller_events(proc: subprocess.Popen) -> list[dict]:
     out = proc.stdout.read() if proc.stdout else ""
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
-def audit_records(state: Path, kind: str) -> list[dict]:
-    con = sqlite3.connect(state / "audit.sqlite3")
-    try:
-        rows = con.execute("SELECT payload FROM audit WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-    finally:
-        con.close()
-    return [json.loads(r[0]) for r in rows]
 
 
 def settle_report(state: Path, actionable: tuple[str, ...] = ("reject",)) -> dict:

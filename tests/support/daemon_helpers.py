@@ -50,13 +50,18 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def audit_frames(state: Path) -> list[dict]:
+def audit_records(state: Path, kind: str) -> list[dict]:
+    """Payloads of one kind of audit record, in order, read straight from the store's SQLite file."""
     con = sqlite3.connect(state / "audit.sqlite3")
     try:
-        rows = con.execute("SELECT payload FROM audit WHERE kind = 'frame' ORDER BY seq").fetchall()
+        rows = con.execute("SELECT payload FROM audit WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
     finally:
         con.close()
     return [json.loads(r[0]) for r in rows]
+
+
+def audit_frames(state: Path) -> list[dict]:
+    return audit_records(state, "frame")
 
 
 def wait_http(url: str, timeout: float = 60.0) -> bytes:
