@@ -59,7 +59,7 @@ def fit_morphology(m: np.ndarray, y: np.ndarray, num_classes: int, *, q: float, 
 
     ``m``: (n_frames, k) vectors of the calibration frames, ``y``: their model class index."""
     from inspector.errors import InspectorError
-    from inspector.offline.identity.openset_fit import drift_statistic  # the supervisor's statistic
+    from inspector.daemon.drift import drift_value  # the statistic the supervisor computes per lot
 
     m = np.asarray(m, np.float64)
     k = m.shape[1]
@@ -75,7 +75,7 @@ def fit_morphology(m: np.ndarray, y: np.ndarray, num_classes: int, *, q: float, 
             for _ in range(n_perm):
                 perm = rng.permutation(len(x))
                 lot, rest = x[perm[:n]], x[perm[n:]]
-                null.setdefault(n, []).append(drift_statistic(lot, rest.mean(0), _precision(rest), len(rest)))
+                null.setdefault(n, []).append(drift_value(lot.sum(0), n, rest.mean(0), _precision(rest), len(rest)))
     allv = np.concatenate([np.array(v) for v in null.values()])
     block = {"features": list(FEATURES), "threshold": float(np.quantile(allv, q)), "quantile": q,
              "by_lot_size": {str(n): float(np.quantile(v, q)) for n, v in sorted(null.items())},
