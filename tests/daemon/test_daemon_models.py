@@ -96,9 +96,18 @@ def test_hot_reload_swaps_verified_model_without_loss_and_refuses_tampered(tmp_p
     assert proc.returncode == 0, out
     versions = [v for _, v in seen]
     assert versions[0] == "1" and "2" in versions
-    first2 = versions.index("2")
-    assert all(v == "2" for v in versions[first2 + 4:]), "tampered version 3 must never serve"  # 2 workers swap independently
+    assert "3" not in versions, "tampered version 3 must never serve"
     frames = audit_frames(tmp_path / "state")
+    # the 2 workers swap independently: each serves 1 until its own reload, then only 2 (never back, never 3)
+    by_worker: dict[str, list[str]] = {}
+    for f in frames:
+        for d in f.get("decisions") or []:
+            if d["inspection"] == "tablet_defect":
+                by_worker.setdefault(f["worker"], []).append(d["model"]["version"])
+    assert len(by_worker) == 2 and all("2" in vs for vs in by_worker.values()), by_worker
+    for w, vs in by_worker.items():
+        first2 = vs.index("2")
+        assert set(vs[:first2]) <= {"1"} and all(v == "2" for v in vs[first2:]), (w, vs)
     assert [f for f in frames if f["outcome"] == "lost"] == []  # nothing lost during the swap
     import sqlite3
 
